@@ -1,1 +1,14 @@
-//! placeholder
+//! `ept-backbones` — the frozen models that tuning methods adapt, and their weights.
+//!
+//! - [`vit`]: a Vision Transformer numerically equal to timm's `VisionTransformer`,
+//!   with module paths that equal timm's checkpoint keys.
+//! - [`layers`]: building blocks shared by the backbones (attention, MLP).
+//! - [`checkpoint`]: reading `.safetensors` / `.pth` files (pickle is parsed, never
+//!   run), recognising timm and mmcls key naming, and reporting mismatches.
+
+pub mod checkpoint;
+pub mod layers;
+pub mod vit;
+
+pub use checkpoint::{CheckpointError, LoadReport};
+pub use vit::{Vit, VitConfig, VitError};

@@ -1,1 +1,17 @@
-//! placeholder
+//! `ept-backend` — the one crate that knows which tensor backends exist.
+//!
+//! Everything above it asks for a [`DeviceSpec`] (parsed from the user's `--device`
+//! string), turns it into a burn [`Device`] here, and never names a backend itself.
+//! The crate also owns process-wide run settings that backends care about: the
+//! CPU thread count and the global seed. Numeric helpers that every layer shares
+//! (pixel/grid resampling) live in [`resample`].
+
+pub mod device;
+pub mod resample;
+pub mod rng;
+pub mod runtime;
+
+pub use burn::tensor::Device;
+pub use device::{BackendKind, DeviceError, DeviceSpec};
+pub use rng::Rng;
+pub use runtime::{seed_everything, set_cpu_threads};

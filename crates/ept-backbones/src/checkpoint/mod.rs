@@ -1,0 +1,9 @@
+//! Foreign checkpoints: reading tensors from `.safetensors` and PyTorch `.pth` files
+//! into named `f32` data ([`read`]), and the typed errors and load reports every
+//! backbone loader shares ([`report`]).
+
+pub mod read;
+pub mod report;
+
+pub use read::{CheckpointFormat, RawCheckpoint, read_checkpoint};
+pub use report::{CheckpointError, LoadReport, ShapeMismatch};

@@ -1,0 +1,116 @@
+//! Multi-head self-attention with a fused `qkv` projection, as timm's `Attention`.
+//!
+//! The forward pass is split into [`Attention::split_heads`] (q, k, v per head),
+//! [`Attention::logits`] (scaled `q·kᵀ`) and [`Attention::merge`] (weights · v, heads
+//! merged, output projection) so that methods acting on attention logits (EPT) or on
+//! the projections (LoRA) compose with it. The plain matmul/softmax path is used on
+//! purpose: on the flex backend it is faster than burn's fused `attention` op
+//! (measured in shared/BURN.md).
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor, activation::softmax};
+
+use super::timm_linear_init;
+
+/// Shape of one attention layer.
+#[derive(Config, Debug)]
+pub struct AttentionConfig {
+    /// Token width (embedding dimension).
+    pub dim: usize,
+    /// Number of heads; must divide `dim`.
+    pub num_heads: usize,
+    /// Whether `qkv` has a bias (timm ViTs: yes).
+    #[config(default = true)]
+    pub qkv_bias: bool,
+}
+
+/// `q`, `k` and `v`, each `[batch, heads, tokens, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct HeadSplit {
+    pub q: Tensor<4>,
+    pub k: Tensor<4>,
+    pub v: Tensor<4>,
+}
+
+/// timm-compatible attention; field names equal timm's keys (`qkv`, `proj`).
+#[derive(Module, Debug)]
+pub struct Attention {
+    pub qkv: Linear,
+    pub proj: Linear,
+    pub num_heads: usize,
+}
+
+impl AttentionConfig {
+    pub fn init(&self, device: &Device) -> Attention {
+        assert!(
+            self.num_heads > 0 && self.dim % self.num_heads == 0,
+            "attention: dim {} is not divisible by {} heads (checked by VitConfig::validate)",
+            self.dim,
+            self.num_heads
+        );
+        Attention {
+            qkv: LinearConfig::new(self.dim, 3 * self.dim)
+                .with_bias(self.qkv_bias)
+                .with_initializer(timm_linear_init())
+                .init(device),
+            proj: LinearConfig::new(self.dim, self.dim)
+                .with_initializer(timm_linear_init())
+                .init(device),
+            num_heads: self.num_heads,
+        }
+    }
+}
+
+impl Attention {
+    /// Width of one head.
+    pub fn head_dim(&self) -> usize {
+        self.proj.weight.dims()[0] / self.num_heads
+    }
+
+    /// The softmax temperature, `head_dim^-0.5`.
+    pub fn scale(&self) -> f64 {
+        (self.head_dim() as f64).powf(-0.5)
+    }
+
+    /// Project `[B, N, C]` tokens to per-head q, k, v. `qkv_extra`, when given, is added
+    /// to the fused projection output `[B, N, 3C]` first (LoRA's low-rank update).
+    pub fn split_heads(&self, x: Tensor<3>, qkv_extra: Option<Tensor<3>>) -> HeadSplit {
+        let [batch, tokens, _] = x.dims();
+        let heads = self.num_heads;
+        let mut qkv = self.qkv.forward(x);
+        if let Some(extra) = qkv_extra {
+            qkv = qkv + extra;
+        }
+        // timm reshapes to (B, N, 3, H, hd): the q/k/v index is outer to the head index.
+        let qkv = qkv
+            .reshape([batch, tokens, 3 * heads, self.head_dim()])
+            .swap_dims(1, 2);
+        HeadSplit {
+            q: qkv.clone().narrow(1, 0, heads),
+            k: qkv.clone().narrow(1, heads, heads),
+            v: qkv.narrow(1, 2 * heads, heads),
+        }
+    }
+
+    /// Scaled attention logits `q·kᵀ · scale`, `[B, H, Nq, Nk]`.
+    pub fn logits(&self, q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
+        q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale())
+    }
+
+    /// Apply attention weights `[B, H, Nq, Nk]` to `v`, merge heads, project: `[B, Nq, C]`.
+    pub fn merge(&self, weights: Tensor<4>, v: Tensor<4>) -> Tensor<3> {
+        let mixed = weights.matmul(v); // [B, H, Nq, hd]
+        let [batch, heads, tokens, head_dim] = mixed.dims();
+        let merged = mixed.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim]);
+        self.proj.forward(merged)
+    }
+
+    /// Plain self-attention: `merge(softmax(logits(q, k)), v)`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let HeadSplit { q, k, v } = self.split_heads(x, None);
+        let weights = softmax(self.logits(q, k), 3);
+        self.merge(weights, v)
+    }
+}

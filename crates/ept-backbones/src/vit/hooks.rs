@@ -1,0 +1,51 @@
+//! The seam between the ViT and the tuning methods: fixed points in the forward pass
+//! where a method may intervene. The backbone calls these hooks and never knows which
+//! method runs; a method implements the ones it needs (defaults leave the computation
+//! unchanged, so [`NoHooks`] runs the plain timm forward).
+//!
+//! | hook | called with | used by |
+//! | --- | --- | --- |
+//! | [`VitHooks::pixels`] | images before the patch embedding | VP (padding prompt) |
+//! | [`VitHooks::block_input`] | tokens entering block *i* | VPT (shallow / deep) |
+//! | [`VitHooks::qkv_delta`] | `norm1(x)` of block *i*, added to the fused `qkv` output | LoRA |
+//! | [`VitHooks::attention_weights`] | scaled logits `[B, H, N, N]` of block *i* → weights | EPT and its ablations |
+//! | [`VitHooks::mlp_parallel`] | residual stream `x` before `norm2` of block *i* | Adapter (AdaptFormer) |
+
+use burn::tensor::{Tensor, activation::softmax};
+
+/// Interventions a tuning method may make in a ViT forward pass.
+pub trait VitHooks {
+    /// Transform the input images `[B, C, H, W]`.
+    fn pixels(&self, images: Tensor<4>) -> Tensor<4> {
+        images
+    }
+
+    /// Transform the tokens `[B, N', D]` entering block `block` (token count may change).
+    fn block_input(&self, _block: usize, tokens: Tensor<3>) -> Tensor<3> {
+        tokens
+    }
+
+    /// A term added to block `block`'s fused `qkv` projection output `[B, N', 3D]`,
+    /// computed from `normed = norm1(x)`.
+    fn qkv_delta(&self, _block: usize, _normed: &Tensor<3>) -> Option<Tensor<3>> {
+        None
+    }
+
+    /// Turn block `block`'s scaled attention logits `[B, H, Nq, Nk]` into attention
+    /// weights of the same shape (plain attention: softmax over keys).
+    fn attention_weights(&self, _block: usize, logits: Tensor<4>) -> Tensor<4> {
+        softmax(logits, 3)
+    }
+
+    /// A term added beside block `block`'s MLP, computed from the residual stream `x`
+    /// that enters `norm2`: the block output becomes `x + mlp(norm2(x)) + term`.
+    fn mlp_parallel(&self, _block: usize, _residual: &Tensor<3>) -> Option<Tensor<3>> {
+        None
+    }
+}
+
+/// The plain forward pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoHooks;
+
+impl VitHooks for NoHooks {}
