@@ -6,6 +6,7 @@
 use std::time::Instant;
 
 use anyhow::Context;
+use burn::module::Module;
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 use ept_backbones::VitConfig;

@@ -11,4 +11,4 @@ pub mod layers;
 pub mod vit;
 
 pub use checkpoint::{CheckpointError, LoadReport};
-pub use vit::{Vit, VitConfig, VitError};
+pub use vit::{NoHooks, Vit, VitConfig, VitError, VitHooks};

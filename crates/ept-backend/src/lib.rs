@@ -7,6 +7,7 @@
 //! (pixel/grid resampling) live in [`resample`].
 
 pub mod device;
+pub mod fs;
 pub mod resample;
 pub mod rng;
 pub mod runtime;
