@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::Args;
 use ept_backbones::{Vit, VitConfig};
 use ept_backend::DeviceSpec;
+use ept_tuning::{MethodConfig, TunedVit};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
@@ -26,6 +27,10 @@ pub struct InfoArgs {
     /// List every loaded checkpoint key
     #[arg(long)]
     pub keys: bool,
+    /// Also count trainable/frozen parameters for a tuning method (a name such as
+    /// ept, vpt, lora, or `all` for a table of every method with default options)
+    #[arg(long)]
+    pub method: Option<String>,
 }
 
 impl Default for InfoArgs {
@@ -36,6 +41,7 @@ impl Default for InfoArgs {
             image_size: None,
             num_classes: None,
             keys: false,
+            method: None,
         }
     }
 }
@@ -126,7 +132,52 @@ pub fn run(args: &InfoArgs, device: &DeviceSpec) -> anyhow::Result<()> {
         }
         None => println!("checkpoint   none (random timm-style initialisation)"),
     }
+    if let Some(name) = &args.method {
+        print_method_counts(name, model, &config, device)?;
+    }
     Ok(())
+}
+
+/// Trainable/frozen counts of one method, or a markdown table of all of them.
+fn print_method_counts(name: &str, model: Vit, config: &VitConfig, device: &DeviceSpec) -> anyhow::Result<()> {
+    let methods = if name == "all" {
+        MethodConfig::all_defaults()
+    } else {
+        vec![MethodConfig::from_name(name).map_err(anyhow::Error::msg)?]
+    };
+    let classes = config.num_classes.max(1);
+    println!("tuning methods ({classes}-class head on CLS)");
+    println!("| method | options | trainable | frozen | trainable % |");
+    println!("| --- | --- | ---: | ---: | ---: |");
+    let mut backbone = Some(model);
+    for method in methods {
+        let vit = match backbone.take() {
+            Some(vit) => vit,
+            None => config.init(&device.device())?,
+        };
+        let tuned = TunedVit::new(vit, &method, classes, &device.device())?;
+        let count = tuned.param_count();
+        let options = toml_options(&method);
+        println!(
+            "| {} | {} | {} | {} | {:.3} |",
+            method.name(),
+            options,
+            thousands(count.trainable),
+            thousands(count.frozen),
+            count.trainable_percent()
+        );
+    }
+    Ok(())
+}
+
+/// The method's options as compact `key=value` text.
+fn toml_options(method: &MethodConfig) -> String {
+    let text = toml::to_string(method).unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.starts_with("method"))
+        .map(|l| l.replace(" = ", "="))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
