@@ -1,21 +1,29 @@
 //! End-to-end benchmarks. Each measurement is timed `reps` times after one warm-up and
 //! reported by its median, as one JSON line:
-//! `{"bench", "backend", "batch", "median_s", "images_per_s", ...}`.
-//! Timings are synchronised with the device before the clock stops.
+//! `{"bench", "backend", "batch", "median_s", "images_per_s", ...}` (plus `"method"`
+//! for training steps). Every timed closure ends by reading a result back to the host,
+//! so lazy backends have finished the work when the clock stops.
+//!
+//! Groups: `vit` (forward; forward + backward to the input), `methods` (one SGD
+//! training step per tuning method, and `none_fwd_bwd`: the same frozen backbone's
+//! forward + backward to the token activations with no method — the yardstick prompt
+//! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000).
 
 use std::time::Instant;
 
 use anyhow::Context;
 use burn::module::Module;
-use burn::tensor::{Distribution, Tensor};
+use burn::optim::{GradientsParams, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig};
+use burn::tensor::{Distribution, Int, Tensor, TensorData, loss::cross_entropy_with_logits};
 use clap::Args;
-use ept_backbones::VitConfig;
+use ept_backbones::{VitConfig, VitHooks};
 use ept_backend::DeviceSpec;
-use serde_json::json;
+use ept_tuning::{EptConfig, MethodConfig, TunedVit};
+use serde_json::{Value, json};
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Fewer repetitions (the whole run stays under about a minute on 2 cores).
+    /// Fewer repetitions and methods (about a minute per group on 2 cores).
     #[arg(long)]
     quick: bool,
     /// Print only JSON lines (default also prints a human summary to stderr).
@@ -24,6 +32,9 @@ pub struct BenchArgs {
     /// Backends to run, comma-separated (flex, ndarray, cuda[:N]).
     #[arg(long, default_value = "flex")]
     devices: String,
+    /// Benchmark groups to run, comma-separated: vit, methods, ept_length.
+    #[arg(long, default_value = "vit,methods,ept_length")]
+    groups: String,
     /// Model to benchmark.
     #[arg(long, default_value = "vit_base_patch16_224")]
     model: String,
@@ -46,70 +57,204 @@ fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
-fn report(args: &BenchArgs, line: serde_json::Value) {
-    println!("{line}");
-    if !args.json {
-        eprintln!(
-            "  {:<28} {:<8} batch {:>3}  {:>8.3} s  {:>8.2} images/s",
-            line["bench"].as_str().unwrap_or(""),
-            line["backend"].as_str().unwrap_or(""),
-            line["batch"],
-            line["median_s"].as_f64().unwrap_or(0.0),
-            line["images_per_s"].as_f64().unwrap_or(0.0)
-        );
+/// Shared facts of one benchmark run, stamped on every line.
+struct Run<'a> {
+    args: &'a BenchArgs,
+    spec: DeviceSpec,
+    config: VitConfig,
+    reps: usize,
+    threads: usize,
+}
+
+impl Run<'_> {
+    fn report(&self, bench: &str, method: Option<&str>, seconds: f64) {
+        let mut line = json!({
+            "bench": bench, "model": self.config.name, "backend": self.spec.to_string(),
+            "batch": self.args.batch, "image_size": self.config.img_size, "threads": self.threads,
+            "median_s": seconds, "images_per_s": self.args.batch as f64 / seconds, "impl": "ept",
+        });
+        if let (Some(method), Value::Object(map)) = (method, &mut line) {
+            map.insert("method".into(), json!(method));
+        }
+        println!("{line}");
+        if !self.args.json {
+            eprintln!(
+                "  {:<28} {:<28} {:<8} batch {:>3}  {:>8.3} s  {:>8.2} images/s",
+                bench,
+                method.unwrap_or(""),
+                self.spec.to_string(),
+                self.args.batch,
+                seconds,
+                self.args.batch as f64 / seconds
+            );
+        }
+    }
+
+    fn images(&self, device: &burn::tensor::Device) -> Tensor<4> {
+        let size = self.config.img_size;
+        Tensor::random([self.args.batch, 3, size, size], Distribution::Default, device)
     }
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let reps = if args.quick { 3 } else { 10 };
-    let threads = rayon_threads();
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let groups: Vec<&str> = args.groups.split(',').map(str::trim).collect();
+    for group in &groups {
+        if !["vit", "methods", "ept_length"].contains(group) {
+            anyhow::bail!("unknown benchmark group '{group}': expected vit, methods, ept_length");
+        }
+    }
     for spec in args.devices.split(',') {
         let spec: DeviceSpec = spec.parse()?;
-        vit_benches(args, &spec, reps, threads).with_context(|| format!("benchmarks on {spec}"))?;
+        let run = Run {
+            args,
+            spec,
+            config: VitConfig::from_name(&args.model)?,
+            reps: if args.quick { 2 } else { 5 },
+            threads,
+        };
+        let context = || format!("benchmarks on {spec}");
+        if groups.contains(&"vit") {
+            vit_benches(&run).with_context(context)?;
+        }
+        if groups.contains(&"methods") {
+            method_benches(&run).with_context(context)?;
+        }
+        if groups.contains(&"ept_length") {
+            ept_length_benches(&run).with_context(context)?;
+        }
     }
     Ok(())
 }
 
-fn rayon_threads() -> usize {
-    std::env::var("RAYON_NUM_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
 /// ViT forward (inference) and forward + backward to the input with a frozen model.
-fn vit_benches(args: &BenchArgs, spec: &DeviceSpec, reps: usize, threads: usize) -> anyhow::Result<()> {
-    let config = VitConfig::from_name(&args.model)?;
-    let size = config.img_size;
-    let batch = args.batch;
-    let line = |bench: &str, seconds: f64| {
-        json!({
-            "bench": bench, "model": config.name, "backend": spec.to_string(), "batch": batch,
-            "image_size": size, "threads": threads, "median_s": seconds,
-            "images_per_s": batch as f64 / seconds, "impl": "ept",
-        })
-    };
-
-    let device = spec.device();
-    let model = config.init(&device)?;
-    let images = Tensor::<4>::random([batch, 3, size, size], Distribution::Default, &device);
-    let seconds = median_seconds(reps, || {
-        let logits = model.forward(images.clone());
-        let _ = logits.into_data();
+fn vit_benches(run: &Run) -> anyhow::Result<()> {
+    let device = run.spec.device();
+    let model = run.config.init(&device)?;
+    let images = run.images(&device);
+    let seconds = median_seconds(run.reps, || {
+        let _ = model.forward(images.clone()).into_data();
     });
-    report(args, line("vit_forward", seconds));
+    run.report("vit_forward", None, seconds);
     drop(model);
 
-    let device = spec.autodiff_device();
-    let model = config.init(&device)?.no_grad();
-    let images = Tensor::<4>::random([batch, 3, size, size], Distribution::Default, &device);
-    let seconds = median_seconds(reps, || {
+    let device = run.spec.autodiff_device();
+    let model = run.config.init(&device)?.no_grad();
+    let images = run.images(&device);
+    let seconds = median_seconds(run.reps, || {
         let input = images.clone().require_grad();
-        let loss = model.forward(input.clone()).sum();
-        let grads = loss.backward();
-        let grad = input.grad(&grads).expect("input requires grad");
-        let _ = grad.into_data();
+        let grads = model.forward(input.clone()).sum().backward();
+        let _ = input.grad(&grads).map(|g| g.into_data());
     });
-    report(args, line("vit_forward_backward_input", seconds));
+    run.report("vit_forward_backward_input", None, seconds);
+    Ok(())
+}
+
+/// Marks the tokens entering block 0 as requiring a gradient: the backward pass then
+/// runs through every block, as it must for any prompt method, and stops there.
+struct TokenGradients;
+
+impl VitHooks for TokenGradients {
+    fn block_input(&self, block: usize, tokens: Tensor<3>) -> Tensor<3> {
+        if block == 0 {
+            tokens.detach().require_grad()
+        } else {
+            tokens
+        }
+    }
+}
+
+/// One optimizer step of `model` on a random batch: forward, cross-entropy, backward, SGD.
+fn step_seconds(run: &Run, method: &MethodConfig) -> anyhow::Result<f64> {
+    let device = run.spec.autodiff_device();
+    let classes = 2;
+    let mut model = Some(TunedVit::new(
+        run.config.init(&device)?,
+        method,
+        classes,
+        &device,
+    )?);
+    let images = run.images(&device);
+    let labels = Tensor::<1, Int>::from_data(
+        TensorData::new(
+            (0..run.args.batch as i64).map(|i| i % 2).collect::<Vec<_>>(),
+            [run.args.batch],
+        ),
+        &device,
+    );
+    let targets = labels.one_hot(classes).float();
+    let mut optim = SgdConfig::new()
+        .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
+        .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
+        .init();
+    Ok(median_seconds(run.reps, || {
+        let current = model.take().expect("model present between steps");
+        let loss = cross_entropy_with_logits(current.forward(images.clone()), targets.clone());
+        let grads = GradientsParams::from_grads(loss.backward(), &current);
+        let next = optim.step(6e-4, current, grads);
+        // Read one trained value back so the step has finished when the clock stops.
+        let _ = next.head.layers[0].bias.as_ref().map(|b| b.val().into_data());
+        model = Some(next);
+    }))
+}
+
+fn method_benches(run: &Run) -> anyhow::Result<()> {
+    // The yardstick: frozen backbone forward + backward to activations, no method.
+    let device = run.spec.autodiff_device();
+    let backbone = run.config.init(&device)?.no_grad();
+    let images = run.images(&device);
+    let seconds = median_seconds(run.reps, || {
+        let features = backbone.forward_features_with(images.clone(), &TokenGradients);
+        let grads = ept_backbones::Vit::pre_logits(features).sum().backward();
+        drop(grads);
+    });
+    run.report("train_step", Some("none_fwd_bwd"), seconds);
+    drop(backbone);
+
+    let methods = if run.args.quick {
+        vec![MethodConfig::Linear, MethodConfig::Ept(EptConfig::default())]
+    } else {
+        let mut all = MethodConfig::all_defaults();
+        all.push(MethodConfig::EptReference(EptConfig::default()));
+        all
+    };
+    for method in methods {
+        let seconds = step_seconds(run, &method)?;
+        run.report("train_step", Some(method.name()), seconds);
+    }
+    Ok(())
+}
+
+fn ept_length_benches(run: &Run) -> anyhow::Result<()> {
+    let lengths: &[usize] = if run.args.quick {
+        &[1, 1000]
+    } else {
+        &[1, 10, 100, 1000]
+    };
+    for &length in lengths {
+        for reference in [false, true] {
+            if run.args.quick && reference {
+                continue;
+            }
+            let config = EptConfig {
+                length,
+                ..EptConfig::default()
+            };
+            let method = if reference {
+                MethodConfig::EptReference(config)
+            } else {
+                MethodConfig::Ept(config)
+            };
+            let seconds = step_seconds(run, &method)?;
+            run.report(
+                "ept_length",
+                Some(&format!("{}_L{length}", method.name())),
+                seconds,
+            );
+        }
+    }
     Ok(())
 }

@@ -31,10 +31,11 @@ fn tiny_config(img_size: usize) -> VitConfig {
     }
 }
 
-fn cpu_backends() -> Vec<DeviceSpec> {
+/// Every backend compiled into this test binary: flex and ndarray by default, plus
+/// CUDA when built with `--features cuda` (CI has no GPU and builds without it).
+fn backends() -> Vec<DeviceSpec> {
     BackendKind::compiled_in()
         .into_iter()
-        .filter(|b| *b != BackendKind::Cuda)
         .map(|b| b.to_string().parse().unwrap())
         .collect()
 }
@@ -65,9 +66,9 @@ fn run(model: &Vit, spec: &DeviceSpec, input: &TensorData) -> (TensorData, Tenso
 }
 
 #[test]
-fn timm_safetensors_matches_timm_outputs_on_every_cpu_backend() {
+fn timm_safetensors_matches_timm_outputs_on_every_backend() {
     let io = io("io.safetensors");
-    for spec in cpu_backends() {
+    for spec in backends() {
         let model = load(&spec, 32, "weights_timm.safetensors");
         let (features, logits) = run(&model, &spec, &io["input"]);
         let df = max_abs_diff(&features, &io["features"]);
@@ -144,7 +145,13 @@ fn head_of_another_size_is_reinitialised_and_reported() {
         .load_checkpoint(&fixtures().join("weights_mmcls.pth"), "vit_golden_tiny")
         .unwrap();
     assert_eq!(report.naming, "mmcls");
-    assert!(report.notes.iter().any(|n| n.contains("head initialised randomly")), "{report}");
+    assert!(
+        report
+            .notes
+            .iter()
+            .any(|n| n.contains("head initialised randomly")),
+        "{report}"
+    );
     // Features (everything but the head) still equal timm's.
     let io = io("io.safetensors");
     let (features, _) = run(&model, &spec, &io["input"]);
@@ -163,7 +170,10 @@ fn checkpoint_of_another_architecture_lists_the_differences() {
         .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, CheckpointError::Mismatch { .. }), "{text}");
-    assert!(text.contains("missing keys") && text.contains("blocks.2.attn.qkv.weight"), "{text}");
+    assert!(
+        text.contains("missing keys") && text.contains("blocks.2.attn.qkv.weight"),
+        "{text}"
+    );
 
     let mut wider = tiny_config(32);
     wider.embed_dim = 60;
@@ -172,7 +182,10 @@ fn checkpoint_of_another_architecture_lists_the_differences() {
         .load_checkpoint(&fixtures().join("weights_timm.pth"), "wider")
         .unwrap_err()
         .to_string();
-    assert!(text.contains("shape mismatches") && text.contains("[60]"), "{text}");
+    assert!(
+        text.contains("shape mismatches") && text.contains("[60]"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -187,7 +200,10 @@ fn truncated_and_foreign_files_are_clear_errors() {
             std::fs::write(&path, &bytes[..cut]).unwrap();
             let mut model = tiny_config(32).init(&spec.device()).unwrap();
             let err = model.load_checkpoint(&path, "tiny").unwrap_err();
-            assert!(matches!(err, CheckpointError::Corrupt { .. }), "{source} cut at {cut}: {err}");
+            assert!(
+                matches!(err, CheckpointError::Corrupt { .. }),
+                "{source} cut at {cut}: {err}"
+            );
             assert!(err.to_string().contains(&path.display().to_string()));
         }
     }
@@ -199,7 +215,10 @@ fn truncated_and_foreign_files_are_clear_errors() {
         Err(CheckpointError::Corrupt { .. })
     ));
     let missing = dir.join("does-not-exist.pth");
-    assert!(matches!(model.load_checkpoint(&missing, "tiny"), Err(CheckpointError::Io { .. })));
+    assert!(matches!(
+        model.load_checkpoint(&missing, "tiny"),
+        Err(CheckpointError::Io { .. })
+    ));
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -208,7 +227,11 @@ fn vit_b16_parameter_count_matches_timm() {
     // timm vit_base_patch16_224 with a 1000-class head: 86,567,656 parameters.
     let config = VitConfig::from_name("vit_base_patch16_224").unwrap();
     let model = config.init(&DeviceSpec::default().device()).unwrap();
-    let total: usize = model.expected_keys().values().map(|s| s.iter().product::<usize>()).sum();
+    let total: usize = model
+        .expected_keys()
+        .values()
+        .map(|s| s.iter().product::<usize>())
+        .sum();
     assert_eq!(total, 86_567_656);
     assert_eq!(burn::module::Module::num_params(&model), 86_567_656);
 }

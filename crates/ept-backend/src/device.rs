@@ -63,9 +63,7 @@ pub struct DeviceSpec {
 /// Why a device string could not be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeviceError {
-    #[error(
-        "unknown device '{0}': expected one of cpu, flex, ndarray, cuda, cuda:N (N = GPU index)"
-    )]
+    #[error("unknown device '{0}': expected one of cpu, flex, ndarray, cuda, cuda:N (N = GPU index)")]
     Unknown(String),
     #[error("device '{input}': '{index}' is not a GPU index (write e.g. cuda:0)")]
     BadIndex { input: String, index: String },
@@ -153,7 +151,8 @@ impl DeviceSpec {
             #[cfg(feature = "flex")]
             BackendKind::Flex => Device::flex(),
             #[cfg(feature = "ndarray")]
-            #[allow(deprecated)] // kept on purpose as a second CPU implementation for parity tests
+            #[allow(deprecated)]
+            // kept on purpose as a second CPU implementation for parity tests
             BackendKind::NdArray => Device::ndarray(),
             #[cfg(feature = "cuda")]
             BackendKind::Cuda => Device::cuda(self.index),
@@ -191,7 +190,10 @@ mod tests {
     fn bad_index_is_reported() {
         let err = "cuda:x".parse::<DeviceSpec>().unwrap_err();
         assert!(matches!(err, DeviceError::BadIndex { .. }), "{err}");
-        assert!(matches!("flex:1".parse::<DeviceSpec>(), Err(DeviceError::Unknown(_))));
+        assert!(matches!(
+            "flex:1".parse::<DeviceSpec>(),
+            Err(DeviceError::Unknown(_))
+        ));
     }
 
     #[cfg(not(feature = "cuda"))]

@@ -15,7 +15,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         _ => PathBuf::from("."),
     };
     let name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a file path", path.display()))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a file path", path.display()),
+        )
     })?;
     let temp = parent.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| -> io::Result<()> {
@@ -32,7 +35,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })();
     if let Err(error) = result {
         let _ = fs::remove_file(&temp);
-        return Err(io::Error::new(error.kind(), format!("writing {}: {error}", path.display())));
+        return Err(io::Error::new(
+            error.kind(),
+            format!("writing {}: {error}", path.display()),
+        ));
     }
     Ok(())
 }

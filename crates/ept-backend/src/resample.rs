@@ -42,7 +42,12 @@ fn axis_taps(input: usize, output: usize, mode: ResizeMode) -> Vec<Taps> {
                 let t = real - base;
                 let base = base as i64;
                 let a = -0.75;
-                let w = [cubic(t + 1.0, a), cubic(t, a), cubic(1.0 - t, a), cubic(2.0 - t, a)];
+                let w = [
+                    cubic(t + 1.0, a),
+                    cubic(t, a),
+                    cubic(1.0 - t, a),
+                    cubic(2.0 - t, a),
+                ];
                 (0..4).map(|k| (clamp(base - 1 + k as i64), w[k])).collect()
             }
             ResizeMode::Bilinear => {
@@ -81,7 +86,11 @@ pub fn resize_planes(
     (out_height, out_width): (usize, usize),
     mode: ResizeMode,
 ) -> Vec<f32> {
-    assert_eq!(data.len(), channels * height * width, "resize_planes: size mismatch");
+    assert_eq!(
+        data.len(),
+        channels * height * width,
+        "resize_planes: size mismatch"
+    );
     let taps_w = axis_taps(width, out_width, mode);
     let taps_h = axis_taps(height, out_height, mode);
     let mut out = vec![0f32; channels * out_height * out_width];
@@ -90,15 +99,16 @@ pub fn resize_planes(
         let plane = &data[c * height * width..(c + 1) * height * width];
         for y in 0..height {
             for (x, taps) in taps_w.iter().enumerate() {
-                rows[y * out_width + x] =
-                    taps.iter().map(|&(i, w)| plane[y * width + i] as f64 * w).sum();
+                rows[y * out_width + x] = taps.iter().map(|&(i, w)| plane[y * width + i] as f64 * w).sum();
             }
         }
         let dst = &mut out[c * out_height * out_width..(c + 1) * out_height * out_width];
         for (y, taps) in taps_h.iter().enumerate() {
             for x in 0..out_width {
-                dst[y * out_width + x] =
-                    taps.iter().map(|&(i, w)| rows[i * out_width + x] * w).sum::<f64>() as f32;
+                dst[y * out_width + x] = taps
+                    .iter()
+                    .map(|&(i, w)| rows[i * out_width + x] * w)
+                    .sum::<f64>() as f32;
             }
         }
     }
@@ -112,7 +122,11 @@ mod tests {
     #[test]
     fn identity_size_is_identity() {
         let data: Vec<f32> = (0..2 * 5 * 7).map(|v| v as f32 * 0.37 - 3.0).collect();
-        for mode in [ResizeMode::Bicubic, ResizeMode::BicubicAntialias, ResizeMode::Bilinear] {
+        for mode in [
+            ResizeMode::Bicubic,
+            ResizeMode::BicubicAntialias,
+            ResizeMode::Bilinear,
+        ] {
             let out = resize_planes(&data, 2, (5, 7), (5, 7), mode);
             for (a, b) in data.iter().zip(&out) {
                 assert!((a - b).abs() < 1e-5, "{mode:?}: {a} vs {b}");
@@ -123,7 +137,11 @@ mod tests {
     #[test]
     fn constant_stays_constant() {
         let data = vec![2.5f32; 3 * 4 * 4];
-        for mode in [ResizeMode::Bicubic, ResizeMode::BicubicAntialias, ResizeMode::Bilinear] {
+        for mode in [
+            ResizeMode::Bicubic,
+            ResizeMode::BicubicAntialias,
+            ResizeMode::Bilinear,
+        ] {
             for size in [(2, 3), (7, 9), (4, 4)] {
                 let out = resize_planes(&data, 3, (4, 4), size, mode);
                 assert!(out.iter().all(|v| (v - 2.5).abs() < 1e-5), "{mode:?} {size:?}");

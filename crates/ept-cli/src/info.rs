@@ -139,7 +139,12 @@ pub fn run(args: &InfoArgs, device: &DeviceSpec) -> anyhow::Result<()> {
 }
 
 /// Trainable/frozen counts of one method, or a markdown table of all of them.
-fn print_method_counts(name: &str, model: Vit, config: &VitConfig, device: &DeviceSpec) -> anyhow::Result<()> {
+fn print_method_counts(
+    name: &str,
+    model: Vit,
+    config: &VitConfig,
+    device: &DeviceSpec,
+) -> anyhow::Result<()> {
     let methods = if name == "all" {
         MethodConfig::all_defaults()
     } else {

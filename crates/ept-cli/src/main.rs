@@ -12,7 +12,11 @@ use clap::{Parser, Subcommand};
 use ept_backend::DeviceSpec;
 
 #[derive(Parser, Debug)]
-#[command(name = "ept-cli", version, about = "Parameter-efficient tuning of frozen vision models for medical images")]
+#[command(
+    name = "ept-cli",
+    version,
+    about = "Parameter-efficient tuning of frozen vision models for medical images"
+)]
 struct Cli {
     /// Tensor backend: cpu | flex | ndarray | cuda[:N]
     #[arg(long, global = true, default_value = "flex")]

@@ -21,7 +21,14 @@ pub struct AdapterSet {
 }
 
 impl AdapterSet {
-    pub fn new(depth: usize, dim: usize, bottleneck: usize, scale: f64, dropout: f64, device: &Device) -> Self {
+    pub fn new(
+        depth: usize,
+        dim: usize,
+        bottleneck: usize,
+        scale: f64,
+        dropout: f64,
+        device: &Device,
+    ) -> Self {
         AdapterSet {
             blocks: (0..depth)
                 .map(|_| Bottleneck {

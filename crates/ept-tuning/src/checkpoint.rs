@@ -97,9 +97,13 @@ fn meta_from_bytes(path: &Path, bytes: &[u8]) -> Result<MethodMeta, TuningError>
         .as_ref()
         .and_then(|m| m.get("ept"))
         .ok_or_else(|| checkpoint_error(path, "no `ept` metadata: not a method checkpoint written by ept"))?;
-    let meta: MethodMeta = serde_json::from_str(text).map_err(|e| checkpoint_error(path, format!("bad metadata: {e}")))?;
+    let meta: MethodMeta =
+        serde_json::from_str(text).map_err(|e| checkpoint_error(path, format!("bad metadata: {e}")))?;
     if meta.format != FORMAT {
-        return Err(checkpoint_error(path, format!("format {} is not {FORMAT}", meta.format)));
+        return Err(checkpoint_error(
+            path,
+            format!("format {} is not {FORMAT}", meta.format),
+        ));
     }
     Ok(meta)
 }
@@ -107,7 +111,11 @@ fn meta_from_bytes(path: &Path, bytes: &[u8]) -> Result<MethodMeta, TuningError>
 /// Load a method checkpoint into `model`, which must carry the same method, backbone
 /// and head size (build it from [`read_method_meta`]). Returns the model with the
 /// loaded tensors and its trainable flags restored.
-pub fn load_method(mut model: TunedVit, backbone_name: &str, path: &Path) -> Result<(TunedVit, MethodMeta), TuningError> {
+pub fn load_method(
+    mut model: TunedVit,
+    backbone_name: &str,
+    path: &Path,
+) -> Result<(TunedVit, MethodMeta), TuningError> {
     let bytes = std::fs::read(path).map_err(|e| checkpoint_error(path, e))?;
     let meta = meta_from_bytes(path, &bytes)?;
     let here = MethodMeta::of(&model, backbone_name);
@@ -121,8 +129,14 @@ pub fn load_method(mut model: TunedVit, backbone_name: &str, path: &Path) -> Res
             format!(
                 "made for backbone {} (width {}, depth {}, {} tokens), but the model is {} (width {}, depth {}, {} tokens); \
                  a prompt sized for one image size cannot run at another",
-                meta.backbone, meta.embed_dim, meta.depth, meta.num_tokens,
-                here.backbone, here.embed_dim, here.depth, here.num_tokens
+                meta.backbone,
+                meta.embed_dim,
+                meta.depth,
+                meta.num_tokens,
+                here.backbone,
+                here.embed_dim,
+                here.depth,
+                here.num_tokens
             ),
         ));
     }
@@ -139,7 +153,10 @@ pub fn load_method(mut model: TunedVit, backbone_name: &str, path: &Path) -> Res
     let mut snapshots = Vec::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
-            return Err(checkpoint_error(path, format!("tensor {name} is {:?}, expected F32", view.dtype())));
+            return Err(checkpoint_error(
+                path,
+                format!("tensor {name} is {:?}, expected F32", view.dtype()),
+            ));
         }
         let data = TensorData::try_from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F32)
             .map_err(|e| checkpoint_error(path, format!("tensor {name}: {e:?}")))?;
@@ -158,7 +175,10 @@ pub fn load_method(mut model: TunedVit, backbone_name: &str, path: &Path) -> Res
     if !missing.is_empty() || !result.unused.is_empty() {
         return Err(checkpoint_error(
             path,
-            format!("missing trained tensors {missing:?}, unexpected tensors {:?}", result.unused),
+            format!(
+                "missing trained tensors {missing:?}, unexpected tensors {:?}",
+                result.unused
+            ),
         ));
     }
     Ok((model.apply_trainability(), meta))

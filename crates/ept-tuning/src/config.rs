@@ -188,7 +188,11 @@ impl MethodConfig {
             MethodConfig::Linear,
             MethodConfig::Partial { blocks: 1 },
             MethodConfig::Mlp3,
-            MethodConfig::Lora { rank: default_rank(), alpha: None, dropout: 0.0 },
+            MethodConfig::Lora {
+                rank: default_rank(),
+                alpha: None,
+                dropout: 0.0,
+            },
             MethodConfig::Bitfit,
             MethodConfig::Adapter {
                 reduction: default_reduction(),
@@ -196,7 +200,10 @@ impl MethodConfig {
                 dropout: default_adapter_dropout(),
             },
             MethodConfig::Vp { pad: default_pad() },
-            MethodConfig::Vpt { length: default_vpt_length(), deep: true },
+            MethodConfig::Vpt {
+                length: default_vpt_length(),
+                deep: true,
+            },
             MethodConfig::Ept(EptConfig::default()),
         ]
     }
@@ -215,19 +222,35 @@ mod tests {
     #[test]
     fn toml_round_trip_and_defaults() {
         let m: MethodConfig = toml::from_str("method = \"ept\"\nlength = 20\nway = \"multi_cat\"").unwrap();
-        let MethodConfig::Ept(cfg) = &m else { panic!("{m:?}") };
-        assert_eq!((cfg.length, cfg.way, cfg.init), (20, EmbedWay::MultiCat, PromptInit::Normal));
+        let MethodConfig::Ept(cfg) = &m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(
+            (cfg.length, cfg.way, cfg.init),
+            (20, EmbedWay::MultiCat, PromptInit::Normal)
+        );
         let text = toml::to_string(&m).unwrap();
         assert_eq!(toml::from_str::<MethodConfig>(&text).unwrap(), m);
         let lora: MethodConfig = toml::from_str("method = \"lora\"").unwrap();
-        assert_eq!(lora, MethodConfig::Lora { rank: 8, alpha: None, dropout: 0.0 });
+        assert_eq!(
+            lora,
+            MethodConfig::Lora {
+                rank: 8,
+                alpha: None,
+                dropout: 0.0
+            }
+        );
     }
 
     #[test]
     fn unknown_key_and_method_are_named() {
-        let err = toml::from_str::<MethodConfig>("method = \"ept\"\nlenght = 3").unwrap_err().to_string();
+        let err = toml::from_str::<MethodConfig>("method = \"ept\"\nlenght = 3")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("lenght"), "{err}");
-        let err = toml::from_str::<MethodConfig>("method = \"vpt\"\ndepth = 3").unwrap_err().to_string();
+        let err = toml::from_str::<MethodConfig>("method = \"vpt\"\ndepth = 3")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("depth"), "{err}");
         let err = MethodConfig::from_name("prefix_tuning").unwrap_err();
         assert!(err.contains("prefix_tuning") && err.contains("ept"), "{err}");

@@ -54,7 +54,9 @@ impl EptPrompt {
             Some(list) => list.clone(),
         };
         if layers.is_empty() {
-            return Err(TuningError::Invalid("ept: `layers` is empty; omit it to prompt every block".into()));
+            return Err(TuningError::Invalid(
+                "ept: `layers` is empty; omit it to prompt every block".into(),
+            ));
         }
         let mut rows = vec![None; depth];
         for (row, &block) in layers.iter().enumerate() {
@@ -65,7 +67,9 @@ impl EptPrompt {
                 )));
             }
             if rows[block].replace(row).is_some() {
-                return Err(TuningError::Invalid(format!("ept: layer {block} is listed twice")));
+                return Err(TuningError::Invalid(format!(
+                    "ept: layer {block} is listed twice"
+                )));
             }
         }
         if config.length == 0 {

@@ -42,7 +42,12 @@ pub struct TunedVit {
 impl TunedVit {
     /// Attach `method` and a fresh `num_classes` head to `backbone` (its own head is
     /// dropped), and set which parameters train.
-    pub fn new(mut backbone: Vit, method: &MethodConfig, num_classes: usize, device: &Device) -> Result<Self, TuningError> {
+    pub fn new(
+        mut backbone: Vit,
+        method: &MethodConfig,
+        num_classes: usize,
+        device: &Device,
+    ) -> Result<Self, TuningError> {
         if num_classes == 0 {
             return Err(TuningError::Invalid("the head needs at least one class".into()));
         }
@@ -50,7 +55,11 @@ impl TunedVit {
         let depth = backbone.blocks.len();
         let dim = backbone.embed_dim();
         let tokens = backbone.num_tokens();
-        let head_depth = if matches!(method, MethodConfig::Mlp3) { 3 } else { 1 };
+        let head_depth = if matches!(method, MethodConfig::Mlp3) {
+            3
+        } else {
+            1
+        };
         let mut tuned = TunedVit {
             vp: None,
             vpt: None,
@@ -72,24 +81,42 @@ impl TunedVit {
             }
             MethodConfig::Lora { rank, alpha, dropout } => {
                 if *rank == 0 || *rank > dim {
-                    return Err(TuningError::Invalid(format!("lora: rank {rank} must be in 1..={dim}")));
+                    return Err(TuningError::Invalid(format!(
+                        "lora: rank {rank} must be in 1..={dim}"
+                    )));
                 }
                 check_probability("lora: dropout", *dropout)?;
                 let alpha = alpha.unwrap_or(*rank as f64);
                 tuned.lora = Some(LoraSet::new(depth, dim, *rank, alpha, *dropout, device));
             }
-            MethodConfig::Adapter { reduction, scale, dropout } => {
+            MethodConfig::Adapter {
+                reduction,
+                scale,
+                dropout,
+            } => {
                 if *reduction == 0 || dim % reduction != 0 {
                     return Err(TuningError::Invalid(format!(
                         "adapter: reduction {reduction} must divide the width {dim}"
                     )));
                 }
                 check_probability("adapter: dropout", *dropout)?;
-                tuned.adapter = Some(AdapterSet::new(depth, dim, dim / reduction, *scale, *dropout, device));
+                tuned.adapter = Some(AdapterSet::new(
+                    depth,
+                    dim,
+                    dim / reduction,
+                    *scale,
+                    *dropout,
+                    device,
+                ));
             }
             MethodConfig::Vp { pad } => {
                 let backbone = &tuned.backbone;
-                tuned.vp = Some(PadPrompt::new(*pad, backbone.in_chans, backbone.img_size, device)?);
+                tuned.vp = Some(PadPrompt::new(
+                    *pad,
+                    backbone.in_chans,
+                    backbone.img_size,
+                    device,
+                )?);
             }
             MethodConfig::Vpt { length, deep } => {
                 if *length == 0 {

@@ -28,7 +28,9 @@ impl PadPrompt {
             )));
         }
         let inner = size - 2 * pad;
-        let param = |shape: [usize; 4]| Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 1.0), device));
+        let param = |shape: [usize; 4]| {
+            Param::from_tensor(Tensor::random(shape, Distribution::Normal(0.0, 1.0), device))
+        };
         Ok(PadPrompt {
             pad_up: param([1, channels, pad, size]),
             pad_down: param([1, channels, pad, size]),

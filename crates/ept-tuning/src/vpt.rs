@@ -37,11 +37,7 @@ impl VptPrompt {
             return x;
         }
         let [batch, tokens, _] = x.dims();
-        let prompt = self
-            .prompt
-            .val()
-            .narrow(0, block, 1)
-            .expand([batch, length, dim]);
+        let prompt = self.prompt.val().narrow(0, block, 1).expand([batch, length, dim]);
         let cls = x.clone().narrow(1, 0, 1);
         let skip = if block == 0 { 1 } else { 1 + length };
         let rest = x.narrow(1, skip, tokens - skip);

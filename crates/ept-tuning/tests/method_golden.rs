@@ -45,7 +45,11 @@ fn grad_of(model: &TunedVit, path: &str, grads: &burn::tensor::Gradients) -> Ten
         }
         ["lora", "blocks", i, which, ab, "weight"] => {
             let block = &model.lora.as_ref().unwrap().blocks[i.parse::<usize>().unwrap()];
-            let pair = if *which == "lora_q" { &block.lora_q } else { &block.lora_v };
+            let pair = if *which == "lora_q" {
+                &block.lora_q
+            } else {
+                &block.lora_v
+            };
             g2(&if *ab == "a" { &pair.a } else { &pair.b }.weight)
         }
         ["adapter", "blocks", i, layer, kind] => {
@@ -61,8 +65,15 @@ fn grad_of(model: &TunedVit, path: &str, grads: &burn::tensor::Gradients) -> Ten
     }
 }
 
+/// Check `method` against its fixture on every compiled-in backend.
 fn check(file: &str, method: MethodConfig, family: &str, grad_tolerance: f32) {
-    let spec = DeviceSpec::default();
+    for backend in ept_backend::BackendKind::compiled_in() {
+        let spec: DeviceSpec = backend.to_string().parse().unwrap();
+        check_on(&spec, file, &method, family, grad_tolerance);
+    }
+}
+
+fn check_on(spec: &DeviceSpec, file: &str, method: &MethodConfig, family: &str, grad_tolerance: f32) {
     let device = spec.autodiff_device();
     let golden = read(&fixtures().join("methods").join(file));
     let io = read(&fixtures().join("vit_tiny/io.safetensors"));
@@ -75,10 +86,13 @@ fn check(file: &str, method: MethodConfig, family: &str, grad_tolerance: f32) {
         })
         .collect();
     assert!(!params.is_empty(), "{file}: no parameters in fixture");
-    let model = tuned(&method, &device);
+    let model = tuned(method, &device);
     let model = apply_pytorch(
         model,
-        params.iter().map(|(k, path, _)| (path.clone(), golden[k].clone())).collect(),
+        params
+            .iter()
+            .map(|(k, path, _)| (path.clone(), golden[k].clone()))
+            .collect(),
     );
 
     let images = Tensor::<4>::from_data(io["input"].clone(), &device);
@@ -89,8 +103,8 @@ fn check(file: &str, method: MethodConfig, family: &str, grad_tolerance: f32) {
 
     let dl = max_abs_diff(&logits.into_data(), &golden["logits"]);
     let df = max_abs_diff(&features.into_data(), &golden["features"]);
-    assert!(dl < 1e-4, "{file}: logits differ by {dl}");
-    assert!(df < 1e-4, "{file}: features differ by {df}");
+    assert!(dl < 1e-4, "{spec} {file}: logits differ by {dl}");
+    assert!(df < 1e-4, "{spec} {file}: features differ by {df}");
     for (key, path, linear) in &params {
         let ours = grad_of(&model, path, &grads);
         let ours = if *linear { transpose(&ours) } else { ours };
@@ -99,13 +113,18 @@ fn check(file: &str, method: MethodConfig, family: &str, grad_tolerance: f32) {
         let diff = max_abs_diff(&ours, want);
         assert!(
             diff < grad_tolerance * scale.max(1.0),
-            "{file}: gradient of {key} differs by {diff} (max |grad| {scale})"
+            "{spec} {file}: gradient of {key} differs by {diff} (max |grad| {scale})"
         );
     }
 }
 
 fn ept(way: EmbedWay, length: usize) -> EptConfig {
-    EptConfig { length, layers: None, init: PromptInit::Normal, way }
+    EptConfig {
+        length,
+        layers: None,
+        init: PromptInit::Normal,
+        way,
+    }
 }
 
 #[test]
@@ -127,19 +146,54 @@ fn ept_fast_form_stays_exact_at_length_1000() {
     let file = "ept_pure_cat_L1000.safetensors";
     let golden = read(&fixtures().join("methods").join(file));
     let scale = max_abs(&golden["grad.prompt"]);
-    check(file, MethodConfig::Ept(ept(EmbedWay::PureCat, 1000)), "ept", 1e-3 * scale);
-    check(file, MethodConfig::EptReference(ept(EmbedWay::PureCat, 1000)), "ept", 1e-3 * scale);
+    check(
+        file,
+        MethodConfig::Ept(ept(EmbedWay::PureCat, 1000)),
+        "ept",
+        1e-3 * scale,
+    );
+    check(
+        file,
+        MethodConfig::EptReference(ept(EmbedWay::PureCat, 1000)),
+        "ept",
+        1e-3 * scale,
+    );
 }
 
 #[test]
 fn vpt_deep_and_shallow_match_pytorch() {
-    check("vpt_deep.safetensors", MethodConfig::Vpt { length: 3, deep: true }, "vpt", 1e-4);
-    check("vpt_shallow.safetensors", MethodConfig::Vpt { length: 3, deep: false }, "vpt", 1e-4);
+    check(
+        "vpt_deep.safetensors",
+        MethodConfig::Vpt {
+            length: 3,
+            deep: true,
+        },
+        "vpt",
+        1e-4,
+    );
+    check(
+        "vpt_shallow.safetensors",
+        MethodConfig::Vpt {
+            length: 3,
+            deep: false,
+        },
+        "vpt",
+        1e-4,
+    );
 }
 
 #[test]
 fn lora_matches_pytorch() {
-    check("lora.safetensors", MethodConfig::Lora { rank: 2, alpha: Some(4.0), dropout: 0.0 }, "lora", 1e-4);
+    check(
+        "lora.safetensors",
+        MethodConfig::Lora {
+            rank: 2,
+            alpha: Some(4.0),
+            dropout: 0.0,
+        },
+        "lora",
+        1e-4,
+    );
 }
 
 #[test]
@@ -147,7 +201,11 @@ fn adapter_matches_pytorch() {
     // 48 / 6 = bottleneck 8, as the fixture; scale 0.1; the golden ran in eval mode (no dropout).
     check(
         "adapter.safetensors",
-        MethodConfig::Adapter { reduction: 6, scale: 0.1, dropout: 0.0 },
+        MethodConfig::Adapter {
+            reduction: 6,
+            scale: 0.1,
+            dropout: 0.0,
+        },
         "adapter",
         1e-4,
     );

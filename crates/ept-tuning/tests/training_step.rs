@@ -24,13 +24,34 @@ fn tiny_methods() -> Vec<MethodConfig> {
         MethodConfig::Partial { blocks: 1 },
         MethodConfig::Mlp3,
         MethodConfig::Bitfit,
-        MethodConfig::Lora { rank: 2, alpha: None, dropout: 0.1 },
-        MethodConfig::Adapter { reduction: 6, scale: 0.1, dropout: 0.1 },
+        MethodConfig::Lora {
+            rank: 2,
+            alpha: None,
+            dropout: 0.1,
+        },
+        MethodConfig::Adapter {
+            reduction: 6,
+            scale: 0.1,
+            dropout: 0.1,
+        },
         MethodConfig::Vp { pad: 4 },
-        MethodConfig::Vpt { length: 3, deep: true },
-        MethodConfig::Vpt { length: 3, deep: false },
-        MethodConfig::Ept(EptConfig { length: 4, ..EptConfig::default() }),
-        MethodConfig::EptReference(EptConfig { length: 4, layers: Some(vec![1]), ..EptConfig::default() }),
+        MethodConfig::Vpt {
+            length: 3,
+            deep: true,
+        },
+        MethodConfig::Vpt {
+            length: 3,
+            deep: false,
+        },
+        MethodConfig::Ept(EptConfig {
+            length: 4,
+            ..EptConfig::default()
+        }),
+        MethodConfig::EptReference(EptConfig {
+            length: 4,
+            layers: Some(vec![1]),
+            ..EptConfig::default()
+        }),
     ]
 }
 
@@ -77,7 +98,11 @@ fn one_step_changes_only_method_parameters_and_head() {
             }
         }
         // The head trains for every method; method tensors (or unfrozen backbone parts) too.
-        assert!(changed_groups.contains("head"), "{}: head did not change", method.name());
+        assert!(
+            changed_groups.contains("head"),
+            "{}: head did not change",
+            method.name()
+        );
         let expected_group = match &method {
             MethodConfig::Linear | MethodConfig::Mlp3 => "head",
             MethodConfig::Full | MethodConfig::Partial { .. } | MethodConfig::Bitfit => "backbone",
@@ -112,12 +137,26 @@ fn vit_b16_trainable_parameters_per_method() {
     let ept = count(&MethodConfig::Ept(EptConfig::default()));
     assert_eq!(ept.trainable, 236_400 + head);
     // VPT deep, 10 tokens x 768 x 12 layers.
-    assert_eq!(count(&MethodConfig::Vpt { length: 10, deep: true }).trainable, 92_160 + head);
+    assert_eq!(
+        count(&MethodConfig::Vpt {
+            length: 10,
+            deep: true
+        })
+        .trainable,
+        92_160 + head
+    );
     // LoRA r = 8 on q and v: 12 x 2 x (768·8 + 8·768).
-    let lora = count(&MethodConfig::Lora { rank: 8, alpha: None, dropout: 0.0 });
+    let lora = count(&MethodConfig::Lora {
+        rank: 8,
+        alpha: None,
+        dropout: 0.0,
+    });
     assert_eq!(lora.trainable, 12 * 2 * 2 * 768 * 8 + head);
     // Partial-1: the last block (7,087,872) + final norm (1,536) + head.
-    assert_eq!(count(&MethodConfig::Partial { blocks: 1 }).trainable, 7_087_872 + 1_536 + head);
+    assert_eq!(
+        count(&MethodConfig::Partial { blocks: 1 }).trainable,
+        7_087_872 + 1_536 + head
+    );
 }
 
 #[test]
@@ -133,8 +172,16 @@ fn method_checkpoint_round_trips_and_refuses_another_backbone() {
         let path = dir.join(format!("{}.safetensors", method.name()));
         let bytes = save_method(&trained, "vit_golden_tiny", &path).unwrap();
         let trainable = trained.param_count().trainable;
-        assert!(bytes as usize >= 4 * trainable, "{}: file too small", method.name());
-        assert!(bytes as usize <= 4 * trainable + 64 * 1024, "{}: file holds more than the method", method.name());
+        assert!(
+            bytes as usize >= 4 * trainable,
+            "{}: file too small",
+            method.name()
+        );
+        assert!(
+            bytes as usize <= 4 * trainable + 64 * 1024,
+            "{}: file holds more than the method",
+            method.name()
+        );
 
         let meta = read_method_meta(&path).unwrap();
         assert_eq!(meta.method, method);
@@ -148,13 +195,20 @@ fn method_checkpoint_round_trips_and_refuses_another_backbone() {
         assert_eq!(loaded.param_count(), trained.param_count());
     }
     // A prompt made for 32-px images (17 tokens) refuses a 48-px backbone (37 tokens).
-    let method = MethodConfig::Ept(EptConfig { length: 4, ..EptConfig::default() });
+    let method = MethodConfig::Ept(EptConfig {
+        length: 4,
+        ..EptConfig::default()
+    });
     let path = dir.join("ept.safetensors");
     let vit48 = tiny_config().with_img_size(48).init(&device).unwrap();
     let other = TunedVit::new(vit48, &method, 5, &device).unwrap();
-    let err = load_method(other, "vit_golden_tiny", &path).unwrap_err().to_string();
+    let err = load_method(other, "vit_golden_tiny", &path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("17 tokens") && err.contains("37 tokens"), "{err}");
-    let err = load_method(tuned(&method, &device), "vit_base_patch16_224", &path).unwrap_err().to_string();
+    let err = load_method(tuned(&method, &device), "vit_base_patch16_224", &path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("vit_base_patch16_224"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -13,7 +13,11 @@ pub struct ShapeMismatch {
 
 impl fmt::Display for ShapeMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} (model {:?}, file {:?})", self.key, self.expected, self.found)
+        write!(
+            f,
+            "{} (model {:?}, file {:?})",
+            self.key, self.expected, self.found
+        )
     }
 }
 
@@ -66,10 +70,18 @@ fn describe_mismatch(missing: &[String], unexpected: &[String], mismatched: &[Sh
         parts.push(format!("{} missing keys: {}", missing.len(), list(missing)));
     }
     if !unexpected.is_empty() {
-        parts.push(format!("{} unexpected keys: {}", unexpected.len(), list(unexpected)));
+        parts.push(format!(
+            "{} unexpected keys: {}",
+            unexpected.len(),
+            list(unexpected)
+        ));
     }
     if !mismatched.is_empty() {
-        parts.push(format!("{} shape mismatches: {}", mismatched.len(), list(mismatched)));
+        parts.push(format!(
+            "{} shape mismatches: {}",
+            mismatched.len(),
+            list(mismatched)
+        ));
     }
     parts.join("; ")
 }

@@ -164,15 +164,27 @@ mod tests {
     #[test]
     fn base_preset_has_paper_shape() {
         let c = VitConfig::from_name("vit_base_patch16_224").unwrap();
-        assert_eq!((c.embed_dim, c.depth, c.num_heads, c.num_tokens()), (768, 12, 12, 197));
+        assert_eq!(
+            (c.embed_dim, c.depth, c.num_heads, c.num_tokens()),
+            (768, 12, 12, 197)
+        );
         let c = VitConfig::from_name("vit_small_patch32_384").unwrap();
         assert_eq!((c.embed_dim, c.grid_size()), (384, 12));
     }
 
     #[test]
     fn unknown_names_are_rejected() {
-        for bad in ["resnet50", "vit_huge_patch16_224", "vit_base_patch15_224", "vit_base_patch16", "vit_base_patch16_abc"] {
-            assert!(matches!(VitConfig::from_name(bad), Err(VitError::UnknownModel(_))), "{bad}");
+        for bad in [
+            "resnet50",
+            "vit_huge_patch16_224",
+            "vit_base_patch15_224",
+            "vit_base_patch16",
+            "vit_base_patch16_abc",
+        ] {
+            assert!(
+                matches!(VitConfig::from_name(bad), Err(VitError::UnknownModel(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(
             VitConfig::from_name("vit_base_patch16_100"),

@@ -68,7 +68,10 @@ fn detect_naming<'a>(keys: impl Iterator<Item = &'a String>) -> Naming {
     let mut mmcls = false;
     for key in keys {
         let key = strip_wrappers(key);
-        if key.starts_with("backbone.") || key.contains("patch_embed.projection") || key.starts_with("layers.") {
+        if key.starts_with("backbone.")
+            || key.contains("patch_embed.projection")
+            || key.starts_with("layers.")
+        {
             mmcls = true;
         }
     }
@@ -191,10 +194,12 @@ impl Vit {
 
         // Head: absent, of another size, or not wanted — the model keeps its own.
         let head_keys = ["head.weight", "head.bias"];
-        let head_fits = head_keys.iter().all(|k| match (tensors.get(*k), expected.get(*k)) {
-            (Some(found), Some(want)) => found.shape().to_vec() == *want,
-            _ => false,
-        });
+        let head_fits = head_keys
+            .iter()
+            .all(|k| match (tensors.get(*k), expected.get(*k)) {
+                (Some(found), Some(want)) => found.shape().to_vec() == *want,
+                _ => false,
+            });
         if !head_fits {
             let had_head = head_keys.iter().any(|k| tensors.contains_key(*k));
             for key in head_keys {
@@ -225,7 +230,11 @@ impl Vit {
             .filter(|k| !tensors.contains_key(*k) && !head_keys.contains(&k.as_str()))
             .cloned()
             .collect();
-        let unexpected: Vec<String> = tensors.keys().filter(|k| !expected.contains_key(*k)).cloned().collect();
+        let unexpected: Vec<String> = tensors
+            .keys()
+            .filter(|k| !expected.contains_key(*k))
+            .cloned()
+            .collect();
         let mismatched: Vec<ShapeMismatch> = tensors
             .iter()
             .filter_map(|(key, data)| {
@@ -278,9 +287,15 @@ mod tests {
     fn mmcls_keys_map_to_timm_keys() {
         let cases = [
             ("backbone.cls_token", "cls_token"),
-            ("backbone.patch_embed.projection.weight", "patch_embed.proj.weight"),
+            (
+                "backbone.patch_embed.projection.weight",
+                "patch_embed.proj.weight",
+            ),
             ("backbone.layers.3.ln1.bias", "blocks.3.norm1.bias"),
-            ("backbone.layers.11.ffn.layers.0.0.weight", "blocks.11.mlp.fc1.weight"),
+            (
+                "backbone.layers.11.ffn.layers.0.0.weight",
+                "blocks.11.mlp.fc1.weight",
+            ),
             ("backbone.layers.0.ffn.layers.1.bias", "blocks.0.mlp.fc2.bias"),
             ("backbone.layers.2.attn.qkv.weight", "blocks.2.attn.qkv.weight"),
             ("backbone.ln1.weight", "norm.weight"),
@@ -295,7 +310,10 @@ mod tests {
 
     #[test]
     fn wrappers_and_naming_are_detected() {
-        assert_eq!(strip_wrappers("state_dict.module.blocks.0.norm1.weight"), "blocks.0.norm1.weight");
+        assert_eq!(
+            strip_wrappers("state_dict.module.blocks.0.norm1.weight"),
+            "blocks.0.norm1.weight"
+        );
         let timm = ["blocks.0.norm1.weight".to_string()];
         assert_eq!(detect_naming(timm.iter()), Naming::Timm);
         let mm = ["state_dict.backbone.layers.0.ln1.weight".to_string()];
@@ -306,7 +324,12 @@ mod tests {
     fn pos_embed_resample_keeps_cls_row_and_size() {
         let dim = 2;
         let data: Vec<f32> = (0..(1 + 4) * dim).map(|v| v as f32).collect();
-        let out = resample_pos_embed(&TensorData::new(data.clone(), [1, 5, dim]), 3, ResizeMode::Bicubic).unwrap();
+        let out = resample_pos_embed(
+            &TensorData::new(data.clone(), [1, 5, dim]),
+            3,
+            ResizeMode::Bicubic,
+        )
+        .unwrap();
         assert_eq!(out.shape().to_vec(), vec![1, 10, dim]);
         let values = out.try_to_vec::<f32>().unwrap();
         assert_eq!(&values[..dim], &data[..dim]);

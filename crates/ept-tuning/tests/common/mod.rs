@@ -35,8 +35,11 @@ pub fn tiny_config() -> VitConfig {
 /// The tiny ViT with timm's weights, wrapped with `method`; the checkpoint's head is kept.
 pub fn tuned(method: &MethodConfig, device: &Device) -> TunedVit {
     let mut vit = tiny_config().init(device).unwrap();
-    vit.load_checkpoint(&fixtures().join("vit_tiny/weights_timm.safetensors"), "vit_golden_tiny")
-        .unwrap();
+    vit.load_checkpoint(
+        &fixtures().join("vit_tiny/weights_timm.safetensors"),
+        "vit_golden_tiny",
+    )
+    .unwrap();
     let head = vit.head.take().unwrap();
     let mut model = TunedVit::new(vit, method, 5, device).unwrap();
     model.head = ClassHead::from_linear(head);
@@ -51,7 +54,10 @@ pub fn read(path: &Path) -> BTreeMap<String, TensorData> {
 pub fn apply_pytorch(model: TunedVit, tensors: Vec<(String, TensorData)>) -> TunedVit {
     let mut model = model;
     let expected = tensors.len();
-    let snapshots = tensors.into_iter().map(|(n, d)| bridge::from_data(d, n, None)).collect();
+    let snapshots = tensors
+        .into_iter()
+        .map(|(n, d)| bridge::from_data(d, n, None))
+        .collect();
     let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), false);
     assert!(result.errors.is_empty(), "{:?}", result.errors);
     assert_eq!(result.applied.len(), expected, "unused: {:?}", result.unused);
@@ -65,7 +71,10 @@ pub fn max_abs_diff(a: &TensorData, b: &TensorData) -> f32 {
 }
 
 pub fn max_abs(a: &TensorData) -> f32 {
-    a.try_to_vec::<f32>().unwrap().iter().fold(0.0, |m, v| m.max(v.abs()))
+    a.try_to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .fold(0.0, |m, v| m.max(v.abs()))
 }
 
 /// Transpose a 2-D tensor's data.
