@@ -41,6 +41,9 @@ pub struct BenchArgs {
     /// Batch size.
     #[arg(long, default_value_t = 8)]
     batch: usize,
+    /// Timed repetitions per measurement (after one warm-up); default 2 with --quick, else 5.
+    #[arg(long)]
+    reps: Option<usize>,
 }
 
 /// Median wall time of `reps` runs of `f` after one warm-up run.
@@ -113,7 +116,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             args,
             spec,
             config: VitConfig::from_name(&args.model)?,
-            reps: if args.quick { 2 } else { 5 },
+            reps: args.reps.unwrap_or(if args.quick { 2 } else { 5 }),
             threads,
         };
         let context = || format!("benchmarks on {spec}");

@@ -235,3 +235,22 @@ fn vit_b16_parameter_count_matches_timm() {
     assert_eq!(total, 86_567_656);
     assert_eq!(burn::module::Module::num_params(&model), 86_567_656);
 }
+
+#[test]
+fn exported_timm_weights_reload_to_the_same_model() {
+    let io = io("io.safetensors");
+    let spec = DeviceSpec::default();
+    let model = load(&spec, 32, "weights_timm.safetensors");
+    let reference = run(&model, &spec, &io["input"]);
+    let dir = std::env::temp_dir().join(format!("ept-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (half, tolerance) in [(false, 0.0), (true, 2e-2)] {
+        let path = dir.join(format!("export_{half}.safetensors"));
+        model.save_timm(&path, half, Default::default()).unwrap();
+        let reloaded = load(&spec, 32, path.to_str().unwrap());
+        let (features, logits) = run(&reloaded, &spec, &io["input"]);
+        assert!(max_abs_diff(&features, &reference.0) <= tolerance, "half={half}");
+        assert!(max_abs_diff(&logits, &reference.1) <= tolerance, "half={half}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -12,7 +12,7 @@ use ept_tuning::{MethodConfig, TunedVit};
 
 #[derive(Args, Debug)]
 pub struct InfoArgs {
-    /// Model name, e.g. vit_base_patch16_224 (vit_{tiny,small,base,large}_patch{8,14,16,32}_{size})
+    /// Model name, e.g. vit_base_patch16_224 (vit_{micro,tiny,small,base,large}_patch{4,8,14,16,32}_{size})
     #[arg(long, default_value = "vit_base_patch16_224")]
     pub model: String,
     /// A timm or mmcls checkpoint (.safetensors or .pth) to load

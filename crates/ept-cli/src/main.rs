@@ -4,7 +4,10 @@
 //! global run settings (device, threads) and turns errors into one readable paragraph
 //! and a non-zero exit code.
 
+mod demo;
 mod info;
+mod sample;
+mod train;
 
 use std::process::ExitCode;
 
@@ -30,8 +33,20 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The demo (also what runs without arguments): few-shot Linear vs VPT vs EPT on real MRI patches.
+    Demo(demo::DemoArgs),
     /// Describe a model: architecture, parameter counts, checkpoint keys loaded.
     Info(info::InfoArgs),
+    /// Write few-shot annotation lists (K per class by group, several seeds).
+    Sample(sample::SampleArgs),
+    /// Train a tuning method as a TOML config describes (resumable).
+    Train(train::TrainArgs),
+    /// Evaluate a finished run on its test list (or another list).
+    Eval(train::EvalArgs),
+    /// Class probabilities for images, from a finished run.
+    Predict(train::PredictArgs),
+    /// Write a finished run's backbone as a timm-named .safetensors file.
+    Export(train::ExportArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -39,8 +54,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(threads) = cli.threads {
         ept_backend::set_cpu_threads(threads).map_err(anyhow::Error::msg)?;
     }
-    match cli.command.unwrap_or(Command::Info(info::InfoArgs::default())) {
+    match cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default())) {
+        Command::Demo(args) => demo::run(&args, &device),
         Command::Info(args) => info::run(&args, &device),
+        Command::Sample(args) => sample::run(&args),
+        Command::Train(args) => train::train(&args, &device),
+        Command::Eval(args) => train::eval(&args, &device),
+        Command::Predict(args) => train::predict(&args, &device),
+        Command::Export(args) => train::export(&args, &device),
     }
 }
 

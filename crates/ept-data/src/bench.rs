@@ -73,8 +73,7 @@ pub fn loader_throughput(opts: &LoaderBenchOptions) -> Result<f64, DataError> {
     }
     static RUNS: AtomicUsize = AtomicUsize::new(0);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
-    let dir =
-        TempDir(std::env::temp_dir().join(format!("ept-data-bench-{}-{run}", std::process::id())));
+    let dir = TempDir(std::env::temp_dir().join(format!("ept-data-bench-{}-{run}", std::process::id())));
     std::fs::create_dir_all(&dir.0).map_err(|e| DataError::io(&dir.0, e))?;
     let mut rng = Rng::new(2024);
     let mut samples = Vec::with_capacity(opts.images);

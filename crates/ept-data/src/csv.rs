@@ -28,27 +28,15 @@ fn unquote(field: &str) -> String {
 }
 
 fn header_columns(text: &str) -> Option<usize> {
-    let cols: Vec<String> = text
-        .split(',')
-        .map(|c| unquote(c).to_ascii_lowercase())
-        .collect();
-    match cols
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .as_slice()
-    {
+    let cols: Vec<String> = text.split(',').map(|c| unquote(c).to_ascii_lowercase()).collect();
+    match cols.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["path", "label"] => Some(2),
         ["path", "label", "group"] => Some(3),
         _ => None,
     }
 }
 
-fn parse_label(
-    field: &str,
-    multi: bool,
-    num_classes: Option<usize>,
-) -> Result<Target, LineProblem> {
+fn parse_label(field: &str, multi: bool, num_classes: Option<usize>) -> Result<Target, LineProblem> {
     if multi {
         let words: Vec<&str> = field
             .split(|c: char| c == ';' || c.is_whitespace())
@@ -165,11 +153,7 @@ pub fn parse_csv(
 }
 
 /// Read a CSV file from disk (see [`parse_csv`]).
-pub fn read_csv(
-    file: &Path,
-    images: &Path,
-    options: &CsvOptions,
-) -> Result<(Vec<Sample>, usize), DataError> {
+pub fn read_csv(file: &Path, images: &Path, options: &CsvOptions) -> Result<(Vec<Sample>, usize), DataError> {
     let bytes = std::fs::read(file).map_err(|e| DataError::io(file, e))?;
     parse_csv(&bytes, file, images, options)
 }
@@ -219,9 +203,6 @@ pub fn render_csv<'a>(samples: impl IntoIterator<Item = &'a Sample>) -> Result<S
 }
 
 /// Write samples as CSV (atomically).
-pub fn write_csv<'a>(
-    path: &Path,
-    samples: impl IntoIterator<Item = &'a Sample>,
-) -> Result<(), DataError> {
+pub fn write_csv<'a>(path: &Path, samples: impl IntoIterator<Item = &'a Sample>) -> Result<(), DataError> {
     write_atomic(path, &render_csv(samples)?)
 }

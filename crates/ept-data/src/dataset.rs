@@ -81,10 +81,7 @@ impl Layout {
         }
     }
 
-    pub fn render<'a>(
-        &self,
-        samples: impl IntoIterator<Item = &'a Sample>,
-    ) -> Result<String, DataError> {
+    pub fn render<'a>(&self, samples: impl IntoIterator<Item = &'a Sample>) -> Result<String, DataError> {
         match self {
             Layout::List(_, format) => render_list(samples, format),
             Layout::Csv => render_csv(samples),

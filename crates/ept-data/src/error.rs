@@ -16,10 +16,7 @@ pub enum DataError {
         problem: LineProblem,
     },
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{}: cannot decode image: {message}", path.display())]
     Decode { path: PathBuf, message: String },
     /// A data set or option that is wrong as a whole (not one line of a file).
@@ -28,10 +25,7 @@ pub enum DataError {
     #[error(transparent)]
     Sampling(#[from] SamplingError),
     #[error("{}: {source}", path.display())]
-    Transform {
-        path: PathBuf,
-        source: TransformError,
-    },
+    Transform { path: PathBuf, source: TransformError },
     #[error("cannot start the decode thread pool: {0}")]
     ThreadPool(String),
 }

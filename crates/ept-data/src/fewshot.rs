@@ -26,9 +26,7 @@ use crate::grouping::Grouping;
 use crate::sample::Sample;
 
 /// How classes of a multi-label set share picked groups.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MultiLabelPolicy {
     /// MedFMC: every class independently gets K groups; a class also present in groups
@@ -107,8 +105,7 @@ impl<'a> Pool<'a> {
             .map(|s| grouping.key(s))
             .collect::<Result<_, _>>()?;
         let held_names: HashSet<&str> = held_out.iter().map(|s| s.id.as_str()).collect();
-        let held_paths: HashSet<&std::path::Path> =
-            held_out.iter().map(|s| s.path.as_path()).collect();
+        let held_paths: HashSet<&std::path::Path> = held_out.iter().map(|s| s.path.as_path()).collect();
         let eligible = train
             .iter()
             .zip(&keys)

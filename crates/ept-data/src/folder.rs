@@ -39,10 +39,7 @@ fn collect_images(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
 /// Read `root/<class>/…` into samples (ids are paths relative to `root`, with `/`) and
 /// the class names in label order.
 pub fn read_image_folder(root: &Path) -> Result<(Vec<Sample>, Vec<String>), DataError> {
-    let classes: Vec<PathBuf> = sorted_entries(root)?
-        .into_iter()
-        .filter(|p| p.is_dir())
-        .collect();
+    let classes: Vec<PathBuf> = sorted_entries(root)?.into_iter().filter(|p| p.is_dir()).collect();
     if classes.is_empty() {
         return Err(DataError::Invalid(format!(
             "{}: no class subfolders (the image-folder layout is root/<class>/<image>)",

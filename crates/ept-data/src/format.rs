@@ -137,10 +137,7 @@ impl FromStr for ListKind {
             .find(|k| k.name() == wanted)
             .ok_or_else(|| {
                 let names: Vec<_> = ListKind::ALL.iter().map(|k| k.name()).collect();
-                format!(
-                    "unknown list format '{s}': expected one of {}",
-                    names.join(", ")
-                )
+                format!("unknown list format '{s}': expected one of {}", names.join(", "))
             })
     }
 }
@@ -384,21 +381,13 @@ mod tests {
         assert_eq!(ENDO.parse_line("a.png 1 0 0"), Err(wrong(4, 3)));
         assert_eq!(ENDO.parse_line("a b.png 1 0 0"), Err(wrong(4, 3)));
         assert_eq!(ENDO.parse_line("a.png 1 0 0 1 1"), Err(wrong(4, 5)));
-        assert!(
-            matches!(ENDO.parse_line("a.png 1 x 0 1"), Err(NotANumber { token }) if token == "x")
-        );
+        assert!(matches!(ENDO.parse_line("a.png 1 x 0 1"), Err(NotANumber { token }) if token == "x"));
         assert!(matches!(
             ENDO.parse_line("a.png 1 2 0 1"),
             Err(OutOfRange { value: 2, .. })
         ));
-        assert!(matches!(
-            ENDO.parse_line("a.png"),
-            Err(MissingLabels { .. })
-        ));
-        assert!(matches!(
-            COLON.parse_line("a b.png"),
-            Err(MissingLabels { .. })
-        ));
+        assert!(matches!(ENDO.parse_line("a.png"), Err(MissingLabels { .. })));
+        assert!(matches!(COLON.parse_line("a b.png"), Err(MissingLabels { .. })));
         assert!(matches!(
             COLON.parse_line("a.png 2"),
             Err(OutOfRange { value: 2, .. })
@@ -407,19 +396,11 @@ mod tests {
             COLON.parse_line("a.png -1"),
             Err(OutOfRange { value: -1, .. })
         ));
-        assert!(matches!(
-            COLON.parse_line("a.png one"),
-            Err(NotANumber { .. })
-        ));
+        assert!(matches!(COLON.parse_line("a.png one"), Err(NotANumber { .. })));
         assert_eq!(CHEST3.parse_line("a.png 0,1"), Err(wrong(3, 2)));
-        assert!(
-            matches!(CHEST3.parse_line("a.png 0,y,1"), Err(NotANumber { token }) if token == "y")
-        );
+        assert!(matches!(CHEST3.parse_line("a.png 0,y,1"), Err(NotANumber { token }) if token == "y"));
         assert!(matches!(CHEST3.parse_line("0,1,0"), Err(MissingFileName)));
-        assert!(matches!(
-            CHEST3.parse_line("a.png"),
-            Err(MissingLabels { .. })
-        ));
+        assert!(matches!(CHEST3.parse_line("a.png"), Err(MissingLabels { .. })));
     }
 
     #[test]
@@ -437,19 +418,13 @@ mod tests {
                 .format_line("a.png", &Target::Multi(vec![true, false]))
                 .is_err()
         );
-        assert!(
-            ENDO.format_line("a.png", &Target::Multi(vec![true]))
-                .is_err()
-        );
+        assert!(ENDO.format_line("a.png", &Target::Multi(vec![true])).is_err());
     }
 
     #[test]
     fn kinds_parse_by_name() {
         assert_eq!("Endo".parse::<ListKind>().unwrap(), ListKind::Endo);
-        assert_eq!(
-            "space-list".parse::<ListKind>().unwrap(),
-            ListKind::SpaceList
-        );
+        assert_eq!("space-list".parse::<ListKind>().unwrap(), ListKind::SpaceList);
         let err = "xray".parse::<ListKind>().unwrap_err();
         assert!(err.contains("chest, endo, colon"), "{err}");
         assert!(ListKind::SpaceList.format(None).is_err());

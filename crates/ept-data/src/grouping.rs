@@ -115,20 +115,11 @@ mod tests {
             "same as MedFMC's name[:-9]"
         );
         let endo = sample("13333_2021.12_0006_55977222.png");
-        assert_eq!(
-            Grouping::Prefix(18).key(&endo).unwrap(),
-            "13333_2021.12_0006"
-        );
+        assert_eq!(Grouping::Prefix(18).key(&endo).unwrap(), "13333_2021.12_0006");
         assert_eq!(Grouping::Prefix(99).key(&endo).unwrap(), endo.id);
         assert_eq!(Grouping::Image.key(&endo).unwrap(), endo.id);
-        assert_eq!(
-            Grouping::Slide.key(&sample("plain.png")).unwrap(),
-            "plain.png"
-        );
-        assert_eq!(
-            Grouping::Slide.key(&sample("p0001.png")).unwrap(),
-            "p0001.png"
-        );
+        assert_eq!(Grouping::Slide.key(&sample("plain.png")).unwrap(), "plain.png");
+        assert_eq!(Grouping::Slide.key(&sample("p0001.png")).unwrap(), "p0001.png");
         assert_eq!(
             Grouping::Slide.key(&sample("dir.v2/s7p12.jpg")).unwrap(),
             "dir.v2/s7"

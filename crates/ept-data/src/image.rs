@@ -20,12 +20,7 @@ pub struct Image {
 
 impl Image {
     /// Checks that `data` has `channels × height × width` values and that no size is zero.
-    pub fn new(
-        channels: usize,
-        height: usize,
-        width: usize,
-        data: Vec<f32>,
-    ) -> Result<Self, TransformError> {
+    pub fn new(channels: usize, height: usize, width: usize, data: Vec<f32>) -> Result<Self, TransformError> {
         let img = Image {
             channels,
             height,
@@ -67,12 +62,7 @@ impl Image {
     }
 }
 
-fn planar<T: Copy>(
-    raw: &[T],
-    channels_in: usize,
-    channels_out: usize,
-    scale: impl Fn(T) -> f32,
-) -> Vec<f32> {
+fn planar<T: Copy>(raw: &[T], channels_in: usize, channels_out: usize, scale: impl Fn(T) -> f32) -> Vec<f32> {
     let pixels = raw.len() / channels_in;
     let mut out = vec![0f32; pixels * channels_out];
     for c in 0..channels_out {

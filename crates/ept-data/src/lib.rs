@@ -27,9 +27,7 @@ pub mod transform;
 
 pub use dataset::{DataSource, Dataset, Layout};
 pub use error::{DataError, LineProblem, SamplingError, TransformError};
-pub use fewshot::{
-    FewShot, FewShotSpec, FractionSpec, MultiLabelPolicy, sample_few_shot, sample_fraction,
-};
+pub use fewshot::{FewShot, FewShotSpec, FractionSpec, MultiLabelPolicy, sample_few_shot, sample_fraction};
 pub use format::{LabelSyntax, ListFormat, ListKind};
 pub use grouping::Grouping;
 pub use image::{Image, decode_bytes, decode_file};

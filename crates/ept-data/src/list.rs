@@ -16,8 +16,8 @@ pub(crate) fn text_lines(bytes: &[u8], file: &Path) -> Result<Vec<(usize, String
     let mut out = Vec::new();
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = std::str::from_utf8(raw)
-            .map_err(|_| DataError::line(file, i + 1, LineProblem::NotUtf8))?;
+        let text =
+            std::str::from_utf8(raw).map_err(|_| DataError::line(file, i + 1, LineProblem::NotUtf8))?;
         let text = if i == 0 {
             text.trim_start_matches('\u{feff}')
         } else {
@@ -100,9 +100,7 @@ pub fn render_list<'a>(
 ) -> Result<String, DataError> {
     let mut text = String::new();
     for s in samples {
-        let line = format
-            .format_line(&s.id, &s.target)
-            .map_err(DataError::Invalid)?;
+        let line = format.format_line(&s.id, &s.target).map_err(DataError::Invalid)?;
         text.push_str(&line);
         text.push('\n');
     }

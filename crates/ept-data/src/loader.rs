@@ -25,10 +25,7 @@ const AUGMENT_STREAM: u64 = 0x4155_474d; // "AUGM"
 
 /// The augmentation generator of sample `index` in `epoch`.
 pub fn sample_rng(seed: u64, epoch: u64, index: usize) -> Rng {
-    Rng::new(seed)
-        .fork(AUGMENT_STREAM)
-        .fork(epoch)
-        .fork(index as u64)
+    Rng::new(seed).fork(AUGMENT_STREAM).fork(epoch).fork(index as u64)
 }
 
 /// How batches are formed.
@@ -136,9 +133,10 @@ impl HostBatch {
 
     fn device_targets(&self, device: &Device) -> BatchTargets {
         match (self.task, self.class_indices()) {
-            (Task::SingleLabel, Some(classes)) => BatchTargets::Classes(
-                Tensor::<1, Int>::from_data(TensorData::new(classes, [self.len()]), device),
-            ),
+            (Task::SingleLabel, Some(classes)) => BatchTargets::Classes(Tensor::<1, Int>::from_data(
+                TensorData::new(classes, [self.len()]),
+                device,
+            )),
             _ => BatchTargets::MultiHot(Tensor::<2>::from_data(
                 TensorData::new(self.multi_hot(), [self.len(), self.num_classes]),
                 device,
@@ -172,9 +170,7 @@ impl Loader {
         pipeline
             .validate()
             .map_err(|e| DataError::Invalid(format!("transform pipeline: {e}")))?;
-        let task = samples
-            .first()
-            .map_or(Task::SingleLabel, |s| s.target.task());
+        let task = samples.first().map_or(Task::SingleLabel, |s| s.target.task());
         for s in samples.iter() {
             if s.target.task() != task {
                 return Err(DataError::Invalid(format!(
@@ -212,12 +208,7 @@ impl Loader {
         pipeline: Pipeline,
         options: LoaderOptions,
     ) -> Result<Self, DataError> {
-        Loader::new(
-            dataset.samples.clone(),
-            dataset.num_classes,
-            pipeline,
-            options,
-        )
+        Loader::new(dataset.samples.clone(), dataset.num_classes, pipeline, options)
     }
 
     pub fn len(&self) -> usize {

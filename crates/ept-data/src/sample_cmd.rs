@@ -13,9 +13,7 @@ use ept_backend::Rng;
 
 use crate::dataset::DataSource;
 use crate::error::DataError;
-use crate::fewshot::{
-    FewShotSpec, FractionSpec, MultiLabelPolicy, sample_few_shot, sample_fraction,
-};
+use crate::fewshot::{FewShotSpec, FractionSpec, MultiLabelPolicy, sample_few_shot, sample_fraction};
 use crate::grouping::Grouping;
 use crate::list::write_atomic;
 
@@ -165,10 +163,7 @@ impl fmt::Display for SampleSummary {
             self.num_classes,
             self.grouping,
             if self.held_out_overlap > 0 {
-                format!(
-                    " ({} skipped: shared with the test list)",
-                    self.held_out_overlap
-                )
+                format!(" ({} skipped: shared with the test list)", self.held_out_overlap)
             } else {
                 String::new()
             }

@@ -224,8 +224,7 @@ pub fn center_crop(img: &Image, (h, w): (usize, usize)) -> Image {
             let plane = img.plane(c);
             for y in 0..img.height {
                 let dst = (c * ph + top + y) * pw + left;
-                data[dst..dst + img.width]
-                    .copy_from_slice(&plane[y * img.width..(y + 1) * img.width]);
+                data[dst..dst + img.width].copy_from_slice(&plane[y * img.width..(y + 1) * img.width]);
             }
         }
         padded = Image {
@@ -282,9 +281,7 @@ impl Transform {
                     return Err(param(name, format!("p must be in [0, 1], got {p}")));
                 }
             }
-            Transform::Resize { size, .. } | Transform::CenterCrop { size } => {
-                check_size(name, *size)?
-            }
+            Transform::Resize { size, .. } | Transform::CenterCrop { size } => check_size(name, *size)?,
             Transform::ResizeShorter { size, .. } => check_size(name, Size::Square(*size))?,
             Transform::Normalize { mean, std } => {
                 if mean.is_empty() || mean.len() != std.len() {
@@ -322,14 +319,8 @@ impl Transform {
                 }
                 img
             }
-            Transform::Resize {
-                size,
-                interpolation,
-            } => resize(img, size.hw(), *interpolation),
-            Transform::ResizeShorter {
-                size,
-                interpolation,
-            } => {
+            Transform::Resize { size, interpolation } => resize(img, size.hw(), *interpolation),
+            Transform::ResizeShorter { size, interpolation } => {
                 let (h, w) = (img.height, img.width);
                 let out = if h <= w {
                     (*size, size * w / h)

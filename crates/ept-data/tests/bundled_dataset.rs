@@ -115,11 +115,7 @@ fn bundled_data_goes_through_sampler_transforms_and_loader_into_tensors() {
         assert_eq!(dims[0], host.len());
         let values: Vec<f32> = batch.images.to_data().try_to_vec::<f32>().unwrap();
         // Normalised MRI: values span both signs and stay in ImageNet-normalised range.
-        assert!(
-            values
-                .iter()
-                .all(|v| v.is_finite() && (-2.5..=3.0).contains(v))
-        );
+        assert!(values.iter().all(|v| v.is_finite() && (-2.5..=3.0).contains(v)));
         assert!(values.iter().any(|&v| v < 0.0) && values.iter().any(|&v| v > 0.0));
         match batch.targets {
             BatchTargets::Classes(t) => {
@@ -136,8 +132,7 @@ fn bundled_data_goes_through_sampler_transforms_and_loader_into_tensors() {
 
     // Multi-label list: multi-hot targets [B, 7].
     let multi = load("lobe_multi_train.txt", ListKind::Endo).subset(&[0, 1, 2]);
-    let loader =
-        Loader::from_dataset(&multi, Pipeline::medfmc_test(32), LoaderOptions::default()).unwrap();
+    let loader = Loader::from_dataset(&multi, Pipeline::medfmc_test(32), LoaderOptions::default()).unwrap();
     let host = loader.epoch(0).next().unwrap().unwrap();
     let expected = host.multi_hot();
     match host.into_device(&device).targets {

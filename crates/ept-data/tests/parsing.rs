@@ -70,14 +70,8 @@ fn awkward_endo_and_chest_lists_parse() {
     .unwrap();
     assert_eq!(endo.len(), 2);
     assert_eq!(endo[0].id, "13333_2021.12_0006 55977222.png");
-    assert_eq!(
-        endo[0].target,
-        Target::Multi(vec![true, false, false, true])
-    );
-    assert_eq!(
-        endo[1].target,
-        Target::Multi(vec![false, false, true, false])
-    );
+    assert_eq!(endo[0].target, Target::Multi(vec![true, false, false, true]));
+    assert_eq!(endo[1].target, Target::Multi(vec![false, false, true, false]));
 
     let labels = "1,0,0,0,1,0,0,0,0,0,0,0,0,0,0,0,0,0,0";
     let text = format!("DX.1.2 with space.png {labels}  \r\n\r\n");
@@ -172,9 +166,7 @@ fn unknown_image_is_reported_when_checking_files() {
     dir.png("images/a b.png", 4, 4);
     let list = dir.write("train.txt", b"a b.png 1\r\nmissing.png 0\r\n");
     let images = dir.path().join("images");
-    let err = read_list(&list, &images, &COLON, true)
-        .unwrap_err()
-        .to_string();
+    let err = read_list(&list, &images, &COLON, true).unwrap_err().to_string();
     assert_eq!(
         err,
         format!(
@@ -230,10 +222,7 @@ fn csv_layout_with_header_group_quotes_and_errors() {
 
     // Without a header: two columns, the path may contain commas.
     let (s, _) = parse_csv(b"x,y.png,1\n", Path::new("d.csv"), Path::new("r"), &opts).unwrap();
-    assert_eq!(
-        (s[0].id.as_str(), &s[0].target),
-        ("x,y.png", &Target::Single(1))
-    );
+    assert_eq!((s[0].id.as_str(), &s[0].target), ("x,y.png", &Target::Single(1)));
 
     let multi = CsvOptions {
         multi_label: true,
@@ -262,10 +251,7 @@ fn csv_layout_with_header_group_quotes_and_errors() {
         err(b"a.png,1 0 7\n", &multi),
         "m.csv:1: label 7 out of range: expected 0 or 1"
     );
-    assert_eq!(
-        err(b"a.png,x\n", &opts),
-        "m.csv:1: label 'x' is not a number"
-    );
+    assert_eq!(err(b"a.png,x\n", &opts), "m.csv:1: label 'x' is not a number");
     assert_eq!(
         err(b"justpath\n", &opts),
         "m.csv:1: wrong number of columns: expected 2, found 1"
@@ -328,11 +314,8 @@ fn data_source_config_rejects_unknown_keys_and_loads() {
     );
     assert_eq!(ds.default_grouping, ept_data::Grouping::Prefix(18));
 
-    let typo =
-        r#"{"kind": "list", "list": "t.txt", "images": "i", "format": "endo", "num_clases": 3}"#;
-    let e = serde_json::from_str::<DataSource>(typo)
-        .unwrap_err()
-        .to_string();
+    let typo = r#"{"kind": "list", "list": "t.txt", "images": "i", "format": "endo", "num_clases": 3}"#;
+    let e = serde_json::from_str::<DataSource>(typo).unwrap_err().to_string();
     assert!(e.contains("num_clases"), "{e}");
     let bad_format = r#"{"kind": "list", "list": "t.txt", "images": "i", "format": "xray"}"#;
     assert!(serde_json::from_str::<DataSource>(bad_format).is_err());

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use common::Scratch;
 use ept_data::sample_cmd::{SampleOptions, SeedList, Shots, run};
 use ept_data::{
-    DataSource, FewShotSpec, FractionSpec, Grouping, ListKind, MultiLabelPolicy, Sample,
-    SamplingError, Target, sample_few_shot, sample_fraction,
+    DataSource, FewShotSpec, FractionSpec, Grouping, ListKind, MultiLabelPolicy, Sample, SamplingError,
+    Target, sample_few_shot, sample_fraction,
 };
 use proptest::prelude::*;
 
@@ -44,10 +44,7 @@ fn world(multi: bool) -> impl Strategy<Value = World> {
             (0..num_classes).prop_map(Target::Single).boxed()
         };
         // Each group: its images' targets, and whether it is a test group.
-        let group = (
-            prop::collection::vec(target, 1..6),
-            prop::bool::weighted(0.25),
-        );
+        let group = (prop::collection::vec(target, 1..6), prop::bool::weighted(0.25));
         (
             prop::collection::vec(group, 1..40),
             prop::bool::weighted(0.3), // leak: a test group also has images in the pool
@@ -58,11 +55,7 @@ fn world(multi: bool) -> impl Strategy<Value = World> {
                 for (g, (targets, is_test)) in groups.iter().enumerate() {
                     for (i, t) in targets.iter().enumerate() {
                         let s = sample(g, i, t.clone());
-                        if *is_test {
-                            test.push(s)
-                        } else {
-                            train.push(s)
-                        }
+                        if *is_test { test.push(s) } else { train.push(s) }
                     }
                 }
                 if leak_group && let Some(t) = test.first() {
@@ -149,22 +142,12 @@ fn check_isolation(w: &World, g: Grouping, train: &[usize], rest: &[usize]) {
     let rest_set: HashSet<usize> = rest.iter().copied().collect();
     for (i, s) in w.train.iter().enumerate() {
         if ok[i] && !train_groups.contains(&key(g, s)) {
-            assert!(
-                rest_set.contains(&i),
-                "eligible image {} missing from rest",
-                s.id
-            );
+            assert!(rest_set.contains(&i), "eligible image {} missing from rest", s.id);
         }
     }
 }
 
-fn few_shot_property(
-    w: &World,
-    shots: usize,
-    seed: u64,
-    grouping: Grouping,
-    policy: MultiLabelPolicy,
-) {
+fn few_shot_property(w: &World, shots: usize, seed: u64, grouping: Grouping, policy: MultiLabelPolicy) {
     let spec = FewShotSpec {
         shots,
         num_classes: w.num_classes,
@@ -182,16 +165,12 @@ fn few_shot_property(
     let available: Vec<usize> = (0..w.num_classes)
         .map(|c| groups_with_class(w, grouping, &ok, c).len())
         .collect();
-    let short: Vec<usize> = (0..w.num_classes)
-        .filter(|&c| available[c] < shots)
-        .collect();
+    let short: Vec<usize> = (0..w.num_classes).filter(|&c| available[c] < shots).collect();
     let any_eligible = ok.iter().any(|&e| e);
     match first {
         Err(SamplingError::EmptyPool) => assert!(!any_eligible),
         Err(SamplingError::NotEnoughGroups {
-            short: got,
-            shots: k,
-            ..
+            short: got, shots: k, ..
         }) => {
             assert_eq!(k, shots);
             let got_classes: Vec<usize> = got.iter().map(|s| s.class).collect();
@@ -227,11 +206,7 @@ fn few_shot_property(
                         assert_eq!(picked.len(), shots, "class {c}: duplicate groups");
                         assert!(covered.len() >= shots);
                         if matches!(w.train[0].target, Target::Single(_)) {
-                            assert_eq!(
-                                covered.len(),
-                                shots,
-                                "single-label: exactly K groups per class"
-                            );
+                            assert_eq!(covered.len(), shots, "single-label: exactly K groups per class");
                         }
                     }
                     MultiLabelPolicy::Greedy => {
@@ -248,12 +223,7 @@ fn few_shot_property(
                         .classes()
                         .iter()
                         .any(|&c| draw.per_class[c].contains(&key(grouping, s)));
-                    assert_eq!(
-                        ok[i] && picked_for_own_class,
-                        train.contains(&i),
-                        "{}",
-                        s.id
-                    );
+                    assert_eq!(ok[i] && picked_for_own_class, train.contains(&i), "{}", s.id);
                 }
             }
         }
@@ -338,10 +308,7 @@ fn zero_shots_and_bad_fractions_are_errors() {
         grouping: Grouping::Image,
         policy: MultiLabelPolicy::PerClass,
     };
-    assert_eq!(
-        sample_few_shot(&train, &[], &spec),
-        Err(SamplingError::ZeroShots)
-    );
+    assert_eq!(sample_few_shot(&train, &[], &spec), Err(SamplingError::ZeroShots));
     let out_of_range = FewShotSpec {
         shots: 1,
         ..spec.clone()
@@ -404,10 +371,7 @@ fn sample_command_writes_medfmc_named_lists() {
         }
     }
     dir.write("colon/train.txt", train_txt.as_bytes());
-    dir.write(
-        "colon/test.txt",
-        b"slide 05p0009.png 1\nother p0001.png 0\n",
-    );
+    dir.write("colon/test.txt", b"slide 05p0009.png 1\nother p0001.png 0\n");
     let src = |list: &str| DataSource::List {
         list: dir.path().join("colon").join(list),
         images: dir.path().join("colon/images"),
@@ -431,11 +395,7 @@ fn sample_command_writes_medfmc_named_lists() {
     assert!(lines.iter().all(|l| !l.starts_with("slide 05")));
     let val = std::fs::read_to_string(dir.path().join("out/colon_1-shot_val_exp1.txt")).unwrap();
     assert_eq!(val.lines().count(), 4, "capped by val_max");
-    assert!(
-        dir.path()
-            .join("out/colon_50-percent_train_exp3.txt")
-            .is_file()
-    );
+    assert!(dir.path().join("out/colon_50-percent_train_exp3.txt").is_file());
     assert!(summary.to_string().contains("colon_2-shot_train_exp2.txt"));
 
     // Too many shots: error, and nothing new written.
@@ -462,9 +422,7 @@ fn shots_and_seed_parsing() {
         ]
     );
     assert!(
-        "0".parse::<Shots>().is_err()
-            && "120%".parse::<Shots>().is_err()
-            && "x".parse::<Shots>().is_err()
+        "0".parse::<Shots>().is_err() && "120%".parse::<Shots>().is_err() && "x".parse::<Shots>().is_err()
     );
     assert_eq!("1..5".parse::<SeedList>().unwrap().0, vec![1, 2, 3, 4, 5]);
     assert_eq!("1..=3".parse::<SeedList>().unwrap().0, vec![1, 2, 3]);

@@ -9,8 +9,8 @@ use common::Scratch;
 use ept_backend::Rng;
 use ept_data::transform::{IMAGENET_MEAN, IMAGENET_STD, center_crop, random_resized_crop_params};
 use ept_data::{
-    Image, Interpolation, Loader, LoaderOptions, Pipeline, Sample, Size, Target, Transform,
-    decode_file, sample_rng,
+    Image, Interpolation, Loader, LoaderOptions, Pipeline, Sample, Size, Target, Transform, decode_file,
+    sample_rng,
 };
 use proptest::prelude::*;
 
@@ -23,10 +23,7 @@ fn ramp(c: usize, h: usize, w: usize) -> Image {
 fn training_pipeline_is_deterministic_per_seed() {
     let img = ramp(1, 40, 56);
     let p = Pipeline::medfmc_train(24);
-    let run = |seed, epoch, index| {
-        p.apply(img.clone(), &mut sample_rng(seed, epoch, index))
-            .unwrap()
-    };
+    let run = |seed, epoch, index| p.apply(img.clone(), &mut sample_rng(seed, epoch, index)).unwrap();
     assert_eq!(run(7, 0, 3), run(7, 0, 3));
     let others = [run(8, 0, 3), run(7, 1, 3), run(7, 0, 4)];
     assert!(
@@ -60,8 +57,7 @@ proptest! {
 fn random_resized_crop_area_and_ratio_follow_torchvision() {
     let mut rng = Rng::new(1);
     for _ in 0..500 {
-        let (_, _, h, w) =
-            random_resized_crop_params(400, 400, [0.25, 0.5], [0.75, 4.0 / 3.0], &mut rng);
+        let (_, _, h, w) = random_resized_crop_params(400, 400, [0.25, 0.5], [0.75, 4.0 / 3.0], &mut rng);
         let area = (h * w) as f64 / 160_000.0;
         assert!((0.23..=0.52).contains(&area), "area fraction {area}");
         let ratio = w as f64 / h as f64;
@@ -189,17 +185,11 @@ fn resize_shorter_keeps_the_aspect_ratio_like_torchvision() {
 
 #[test]
 fn grayscale_becomes_three_identical_channels() {
-    let out = Transform::ToRgb
-        .apply(ramp(1, 4, 4), &mut Rng::new(0))
-        .unwrap();
+    let out = Transform::ToRgb.apply(ramp(1, 4, 4), &mut Rng::new(0)).unwrap();
     assert_eq!(out.channels, 3);
     assert_eq!(out.plane(0), out.plane(1));
     assert_eq!(out.plane(1), out.plane(2));
-    assert!(
-        Transform::ToRgb
-            .apply(ramp(2, 4, 4), &mut Rng::new(0))
-            .is_err()
-    );
+    assert!(Transform::ToRgb.apply(ramp(2, 4, 4), &mut Rng::new(0)).is_err());
 }
 
 #[test]
@@ -207,8 +197,7 @@ fn sixteen_bit_and_rgba_pngs_decode_to_unit_range() {
     let dir = Scratch::new("decode");
     let path16 = dir.path().join("ct16.png");
     let img16 =
-        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(3, 1, vec![0, 32768, 65535])
-            .unwrap();
+        image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_raw(3, 1, vec![0, 32768, 65535]).unwrap();
     img16.save(&path16).unwrap();
     let got = decode_file(&path16).unwrap();
     assert_eq!((got.channels, got.height, got.width), (1, 1, 3));
@@ -229,10 +218,7 @@ fn sixteen_bit_and_rgba_pngs_decode_to_unit_range() {
 
     let garbage = dir.write("broken.png", b"not a png");
     let e = decode_file(&garbage).unwrap_err().to_string();
-    assert!(
-        e.contains("broken.png") && e.contains("cannot decode"),
-        "{e}"
-    );
+    assert!(e.contains("broken.png") && e.contains("cannot decode"), "{e}");
 }
 
 #[test]
@@ -244,9 +230,7 @@ fn pipelines_parse_from_config_and_reject_typos() {
     assert_eq!(p.steps[1], Transform::HorizontalFlip { p: 0.5 });
     assert!(p.validate().is_ok());
     let typo = r#"[{"type": "center_crop", "sizee": 224}]"#;
-    let e = serde_json::from_str::<Pipeline>(typo)
-        .unwrap_err()
-        .to_string();
+    let e = serde_json::from_str::<Pipeline>(typo).unwrap_err().to_string();
     assert!(e.contains("sizee"), "{e}");
     let bad = Pipeline::new(vec![Transform::RandomResizedCrop {
         size: Size::Square(8),
@@ -281,17 +265,10 @@ fn loader_batches_do_not_depend_on_thread_count() {
     };
     let one = batches(1);
     assert_eq!(one, batches(2));
-    assert_eq!(
-        one.iter().map(|b| b.len()).collect::<Vec<_>>(),
-        vec![3, 3, 1]
-    );
+    assert_eq!(one.iter().map(|b| b.len()).collect::<Vec<_>>(), vec![3, 3, 1]);
     let mut seen: Vec<usize> = one.iter().flat_map(|b| b.indices.clone()).collect();
     seen.sort_unstable();
-    assert_eq!(
-        seen,
-        (0..7).collect::<Vec<_>>(),
-        "every sample once per epoch"
-    );
+    assert_eq!(seen, (0..7).collect::<Vec<_>>(), "every sample once per epoch");
     // Dropping the iterator early stops the producer cleanly.
     let loader = Loader::new(
         samples.clone(),
@@ -318,15 +295,7 @@ fn loader_batches_do_not_depend_on_thread_count() {
     let e = loader.epoch(0).next().unwrap().unwrap_err().to_string();
     assert!(e.contains("gone.png"), "{e}");
     // Targets that do not fit the class count are refused up front.
-    assert!(
-        Loader::new(
-            samples,
-            2,
-            Pipeline::medfmc_test(16),
-            LoaderOptions::default()
-        )
-        .is_err()
-    );
+    assert!(Loader::new(samples, 2, Pipeline::medfmc_test(16), LoaderOptions::default()).is_err());
 }
 
 #[test]

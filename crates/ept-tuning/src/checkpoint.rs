@@ -3,8 +3,10 @@
 //! unfrozen backbone tensors), plus the method config and the backbone's identity, in
 //! one `.safetensors` file written atomically. Loading refuses a backbone of another
 //! name or shape — in particular an EPT prompt made for another token count (image size).
+//! The parameters' ids are stored too, so optimizer state saved beside the file (keyed by
+//! parameter id) applies again after loading: that is what makes resume exact.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use burn::tensor::{DType, TensorData};
@@ -56,11 +58,15 @@ fn checkpoint_error(path: &Path, reason: impl std::fmt::Display) -> TuningError 
 pub fn save_method(model: &TunedVit, backbone_name: &str, path: &Path) -> Result<u64, TuningError> {
     let meta = MethodMeta::of(model, backbone_name);
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut param_ids = BTreeMap::new();
     for snapshot in model.collect(None, None, false) {
         if !model.is_trainable(&snapshot.name) {
             continue;
         }
         let name = snapshot.name.clone();
+        if let Some(id) = snapshot.param_id {
+            param_ids.insert(name.clone(), id);
+        }
         let data = bridge::into_data(snapshot)
             .map_err(|e| checkpoint_error(path, format!("reading tensor {name}: {e}")))?
             .convert_dtype(DType::F32);
@@ -74,10 +80,16 @@ pub fn save_method(model: &TunedVit, backbone_name: &str, path: &Path) -> Result
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| checkpoint_error(path, e))?;
-    let metadata = HashMap::from([(
-        "ept".to_string(),
-        serde_json::to_string(&meta).map_err(|e| checkpoint_error(path, e))?,
-    )]);
+    let metadata = HashMap::from([
+        (
+            "ept".to_string(),
+            serde_json::to_string(&meta).map_err(|e| checkpoint_error(path, e))?,
+        ),
+        (
+            "ept.param_ids".to_string(),
+            serde_json::to_string(&param_ids).map_err(|e| checkpoint_error(path, e))?,
+        ),
+    ]);
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| checkpoint_error(path, e))?;
     ept_backend::fs::write_atomic(path, &bytes).map_err(|e| checkpoint_error(path, e))?;
     Ok(bytes.len() as u64)
@@ -150,6 +162,15 @@ pub fn load_method(
         ));
     }
     let file = SafeTensors::deserialize(&bytes).map_err(|e| checkpoint_error(path, e))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| checkpoint_error(path, e))?;
+    let param_ids: BTreeMap<String, u64> = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("ept.param_ids"))
+        .map(|text| serde_json::from_str(text))
+        .transpose()
+        .map_err(|e| checkpoint_error(path, format!("bad parameter ids: {e}")))?
+        .unwrap_or_default();
     let mut snapshots = Vec::new();
     for (name, view) in file.tensors() {
         if view.dtype() != Dtype::F32 {
@@ -160,7 +181,8 @@ pub fn load_method(
         }
         let data = TensorData::try_from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F32)
             .map_err(|e| checkpoint_error(path, format!("tensor {name}: {e:?}")))?;
-        snapshots.push(bridge::from_data(data, name, None));
+        let id = param_ids.get(&name).copied();
+        snapshots.push(bridge::from_data(data, name, id));
     }
     let result = model.apply(snapshots, None, None, false);
     if let Some(error) = result.errors.first() {

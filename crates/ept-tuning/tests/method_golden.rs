@@ -140,7 +140,12 @@ fn ept_every_way_in_both_forms_matches_pytorch() {
         ("ept_multi.safetensors", EmbedWay::Multi, 4),
     ] {
         check(file, MethodConfig::Ept(ept(way, length)), "ept", GRAD_TOLERANCE);
-        check(file, MethodConfig::EptReference(ept(way, length)), "ept", GRAD_TOLERANCE);
+        check(
+            file,
+            MethodConfig::EptReference(ept(way, length)),
+            "ept",
+            GRAD_TOLERANCE,
+        );
     }
 }
 
@@ -217,5 +222,10 @@ fn adapter_matches_pytorch() {
 
 #[test]
 fn vp_matches_pytorch() {
-    check("vp.safetensors", MethodConfig::Vp { pad: 4 }, "vp", GRAD_TOLERANCE);
+    check(
+        "vp.safetensors",
+        MethodConfig::Vp { pad: 4 },
+        "vp",
+        GRAD_TOLERANCE,
+    );
 }

@@ -55,10 +55,12 @@ pub fn sniff_format(path: &Path) -> Result<CheckpointFormat, CheckpointError> {
         path: path.to_path_buf(),
         source,
     })?;
+    // Safetensors first: its leading 8 bytes are a length whose low byte can be anything,
+    // including the zip or pickle magic.
     match &head[..n] {
+        [_, _, _, _, _, _, _, _, b'{'] => Ok(CheckpointFormat::Safetensors),
         [b'P', b'K', 3, 4, ..] => Ok(CheckpointFormat::PytorchZip),
         [0x80, ..] => Ok(CheckpointFormat::PytorchLegacy),
-        [_, _, _, _, _, _, _, _, b'{'] => Ok(CheckpointFormat::Safetensors),
         _ => Err(corrupt(
             path,
             "not a checkpoint: expected a .safetensors file or a PyTorch .pth/.pt file \

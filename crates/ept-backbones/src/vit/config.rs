@@ -1,4 +1,4 @@
-//! ViT configurations: named timm-style presets (`vit_{tiny,small,base,large}_patch{8,14,16,32}_{size}`)
+//! ViT configurations: named timm-style presets (`vit_{micro,tiny,small,base,large}_patch{4,8,14,16,32}_{size}`)
 //! and custom shapes, validated before any weight is allocated.
 
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum VitError {
     #[error(
-        "unknown model '{0}': expected vit_{{tiny,small,base,large}}_patch{{8,14,16,32}}_{{image size}}, \
+        "unknown model '{0}': expected vit_{{micro,tiny,small,base,large}}_patch{{4,8,14,16,32}}_{{image size}}, \
          e.g. vit_base_patch16_224"
     )]
     UnknownModel(String),
@@ -59,9 +59,11 @@ fn default_eps() -> f64 {
     1e-6
 }
 
-/// (width, depth, heads) of the standard sizes (Dosovitskiy et al.; timm).
+/// (width, depth, heads) of the standard sizes (Dosovitskiy et al.; timm), plus ept's
+/// own `micro` size for CPU demos and tests (not a timm model).
 fn size_preset(size: &str) -> Option<(usize, usize, usize)> {
     match size {
+        "micro" => Some((96, 6, 3)),
         "tiny" => Some((192, 12, 3)),
         "small" => Some((384, 12, 6)),
         "base" => Some((768, 12, 12)),
@@ -85,7 +87,7 @@ impl VitConfig {
         let patch_size: usize = patch
             .strip_prefix("patch")
             .and_then(|p| p.parse().ok())
-            .filter(|p| [8, 14, 16, 32].contains(p))
+            .filter(|p| [4, 8, 14, 16, 32].contains(p))
             .ok_or_else(unknown)?;
         let img_size: usize = img.parse().map_err(|_| unknown())?;
         let config = VitConfig {

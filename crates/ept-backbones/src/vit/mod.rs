@@ -6,8 +6,10 @@
 //! - [`model`]: the module tree (paths equal timm keys) and the forward passes.
 //! - [`hooks`]: the points where tuning methods intervene ([`VitHooks`]).
 //! - [`load`]: applying a timm or mmcls checkpoint, with pos-embed interpolation.
+//! - [`export`]: writing the weights back as a timm `.safetensors` file.
 
 pub mod config;
+pub mod export;
 pub mod hooks;
 pub mod load;
 pub mod model;

@@ -1,0 +1,49 @@
+//! `ept-cli sample`: write MedFMC-style few-shot annotation lists (N-way K-shot drawn by
+//! patient/study/slide group, one file per shots × seed, `exp1`–`exp5`) from a training
+//! list, never drawing an image or group of the test list.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ept_data::{DataSource, Grouping, ListKind, SampleOptions, SeedList, Shots};
+
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Training annotation list to draw from
+    #[arg(long)]
+    pub list: PathBuf,
+    /// Folder the list's image names are relative to
+    #[arg(long)]
+    pub images: PathBuf,
+    /// List format: chest | endo | colon (MedFMC) or class_index | space_list | comma_list
+    #[arg(long)]
+    pub format: ListKind,
+    /// Test list: its images and groups are never sampled
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// Shots per class (`1,5,10`) or a percentage of the training set (`20%`)
+    #[arg(long, value_delimiter = ',', default_value = "1,5,10")]
+    pub shots: Vec<Shots>,
+    /// Seeds, one sampling each: `1..5` (= exp1–exp5), `1,3,7` or `4`
+    #[arg(long, default_value = "1..5")]
+    pub seeds: SeedList,
+    /// Grouping override: image | prefix:N | slide | column
+    #[arg(long)]
+    pub grouping: Option<Grouping>,
+    /// Output folder for the lists
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
+    let mut options = SampleOptions::new(DataSource::list(&args.list, &args.images, args.format), &args.out);
+    options.test = args
+        .test
+        .as_ref()
+        .map(|t| DataSource::list(t, &args.images, args.format));
+    options.shots = args.shots.clone();
+    options.seeds = args.seeds.0.clone();
+    options.grouping = args.grouping.clone();
+    print!("{}", ept_data::sample_cmd::run(&options)?);
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! `ept-cli train | eval | predict`: run a configured experiment, re-evaluate a finished
+//! run from its folder, or classify images with it.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use ept_backend::DeviceSpec;
+use ept_data::{DataSource, Sample, Target, Task};
+use ept_train::engine::{build_model, pipelines, probabilities};
+use ept_train::evaluate::evaluate;
+use ept_train::{RunConfig, TrainOptions};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Run configuration (TOML; may `extends` another)
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config value, e.g. `--set train.epochs=2 --set method.length=10`
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue the run from its newest checkpoint
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs (the run stays resumable)
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// No progress lines
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn train(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+    let config = RunConfig::load(&args.config, &args.overrides)?;
+    let options = TrainOptions {
+        resume: args.resume,
+        stop_after_epochs: args.stop_after,
+        quiet: args.quiet,
+    };
+    let summary = ept_train::train(&config, device, &options)?;
+    println!(
+        "run {}: {} epochs, {} trainable of {} parameters, {:.1} s",
+        summary.run_dir.display(),
+        summary.epochs_done,
+        summary.trainable_params,
+        summary.total_params,
+        summary.seconds
+    );
+    for (split, result) in [("val", &summary.val), ("test", &summary.test)] {
+        if let Some(result) = result {
+            let metrics: Vec<String> = result
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect();
+            println!("{split}: {}", metrics.join(", "));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A finished run folder (holds config.toml and method.safetensors)
+    #[arg(long)]
+    pub run: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Evaluate on this annotation list instead of the config's test list (same format)
+    #[arg(long)]
+    pub list: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Images to classify
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+    pub format: String,
+}
+
+/// The finished run's config, task and trained model (validation mode, plain device).
+fn load_run(
+    run: &RunArgs,
+    device: &DeviceSpec,
+) -> anyhow::Result<(RunConfig, ept_tuning::TunedVit, Task, usize)> {
+    let config = RunConfig::load(&run.run.join("config.toml"), &[])?;
+    let method_file = run.run.join("method.safetensors");
+    let meta = ept_tuning::checkpoint::read_method_meta(&method_file)?;
+    let train = config
+        .data
+        .train
+        .load()
+        .context("reading the run's training list for its classes")?;
+    let mut notes = Vec::new();
+    let (model, vit) = build_model(&config, meta.num_classes, &device.device(), &mut notes)?;
+    let (model, _) = ept_tuning::checkpoint::load_method(model, &vit.name, &method_file)?;
+    Ok((config, model, train.task, vit.img_size))
+}
+
+pub fn eval(args: &EvalArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+    let (config, model, task, size) = load_run(&args.run, device)?;
+    let source = match (&args.list, &config.data.test) {
+        (Some(list), Some(DataSource::List { images, format, .. })) => {
+            DataSource::list(list, images, *format)
+        }
+        (Some(_), _) => anyhow::bail!(
+            "--list needs the run's test source to be a `list` (for its image folder and format)"
+        ),
+        (None, Some(test)) => test.clone(),
+        (None, None) => anyhow::bail!("the run's config has no test list; pass --list"),
+    };
+    let set = source.load()?;
+    let (_, eval_pipeline) = pipelines(config.data.pipeline, size);
+    let loader = ept_data::Loader::from_dataset(&set, eval_pipeline, eval_options())?;
+    let result = evaluate(&model, &loader, task, &device.device(), false)?;
+    println!("{}", serde_json::to_string_pretty(&result.metrics)?);
+    Ok(())
+}
+
+fn eval_options() -> ept_data::LoaderOptions {
+    ept_data::LoaderOptions {
+        batch_size: 16,
+        shuffle: false,
+        drop_last: false,
+        seed: 0,
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        prefetch: 2,
+    }
+}
+
+pub fn predict(args: &PredictArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+    let (config, model, task, size) = load_run(&args.run, device)?;
+    let classes = model.head.num_classes();
+    let samples: Vec<Sample> = args
+        .images
+        .iter()
+        .map(|path| {
+            anyhow::ensure!(path.is_file(), "image {} does not exist", path.display());
+            Ok(Sample {
+                path: path.clone(),
+                id: path.display().to_string(),
+                target: Target::Single(0),
+                group: None,
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let (_, eval_pipeline) = pipelines(config.data.pipeline, size);
+    let loader = ept_data::Loader::new(samples.clone(), classes, eval_pipeline, eval_options())?;
+    let mut rows = Vec::new();
+    for batch in loader.epoch(0) {
+        let batch = batch?.into_device(&device.device());
+        let probs = probabilities(model.forward(batch.images), task).into_data();
+        let values = probs.try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (row, index) in values.chunks(classes).zip(batch.indices) {
+            rows.push((samples[index].path.display().to_string(), row.to_vec()));
+        }
+    }
+    if args.format == "json" {
+        let json: Vec<_> = rows
+            .iter()
+            .map(|(p, r)| serde_json::json!({"image": p, "probabilities": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        let header: Vec<String> = (0..classes).map(|c| format!("p{c}")).collect();
+        println!("image,{}", header.join(","));
+        for (path, row) in rows {
+            let values: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
+            println!("{path},{}", values.join(","));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Output `.safetensors` file (timm key names, PyTorch layout)
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store f16 (half the size)
+    #[arg(long)]
+    pub half: bool,
+}
+
+/// Write a finished run's backbone (e.g. one pretrained with `method = "full"`) as timm weights.
+pub fn export(args: &ExportArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+    let (config, model, _, _) = load_run(&args.run, device)?;
+    let metadata = std::collections::HashMap::from([
+        ("model".to_string(), config.model.name.clone()),
+        ("exported_from".to_string(), args.run.run.display().to_string()),
+    ]);
+    let bytes = model.backbone.save_timm(&args.out, args.half, metadata)?;
+    println!(
+        "wrote {} ({bytes} bytes, {})",
+        args.out.display(),
+        if args.half { "f16" } else { "f32" }
+    );
+    Ok(())
+}

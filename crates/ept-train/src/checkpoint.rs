@@ -1,0 +1,151 @@
+//! Training checkpoints: after every epoch the run folder gets
+//! `checkpoints/epoch-NNNN/` holding the method's tensors with their parameter ids
+//! (`method.safetensors`), the optimizer state (`optimizer.bin`) and the loop position
+//! (`state.json`). The folder is written as `.epoch-NNNN.tmp` and renamed when complete,
+//! so a crash at any moment leaves the previous checkpoint loadable; older ones are
+//! removed only after the new one is in place.
+
+use std::path::{Path, PathBuf};
+
+use burn::optim::ModuleOptimizer;
+use ept_tuning::TunedVit;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+
+/// Where the loop stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// The last completed epoch (0-based).
+    pub epoch: usize,
+    /// Optimizer steps taken so far.
+    pub step: usize,
+    pub seed: u64,
+}
+
+fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+/// The newest complete checkpoint folder of a run, if any.
+pub fn latest(run_dir: &Path) -> Option<PathBuf> {
+    let mut complete: Vec<PathBuf> = std::fs::read_dir(checkpoints_dir(run_dir))
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("epoch-") && !n.ends_with(".tmp"))
+                && p.join("state.json").is_file()
+        })
+        .collect();
+    complete.sort();
+    complete.pop()
+}
+
+/// Create or check the run folder. Returns the checkpoint to resume from (with `resume`).
+pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, TrainError> {
+    std::fs::create_dir_all(checkpoints_dir(run_dir)).map_err(|e| TrainError::write(run_dir, e))?;
+    // A probe write: an unwritable or full disk is reported before any training happens.
+    let probe = run_dir.join(".write-test");
+    ept_backend::fs::write_atomic(&probe, b"ok").map_err(|e| TrainError::write(run_dir, e))?;
+    let _ = std::fs::remove_file(&probe);
+    let existing = latest(run_dir);
+    match (existing, resume) {
+        (Some(dir), true) => Ok(Some(dir)),
+        (None, true) => Err(TrainError::run(
+            run_dir,
+            "--resume given, but the run folder has no checkpoint",
+        )),
+        (Some(_), false) => Err(TrainError::run(
+            run_dir,
+            "already holds a checkpoint; pass --resume to continue it, or choose another output.dir",
+        )),
+        (None, false) => Ok(None),
+    }
+}
+
+/// Write the checkpoint of the epoch just finished.
+pub fn save(
+    run_dir: &Path,
+    model: &TunedVit,
+    optim: &ModuleOptimizer,
+    backbone: &str,
+    state: &TrainState,
+) -> Result<(), TrainError> {
+    let root = checkpoints_dir(run_dir);
+    let name = format!("epoch-{:04}", state.epoch);
+    let temp = root.join(format!(".{name}.tmp"));
+    let done = root.join(&name);
+    let _ = std::fs::remove_dir_all(&temp);
+    std::fs::create_dir_all(&temp).map_err(|e| TrainError::write(&temp, e))?;
+    ept_tuning::checkpoint::save_method(model, backbone, &temp.join("method.safetensors"))?;
+    let bytes = optim
+        .into_bytes()
+        .map_err(|e| TrainError::run(&temp, format!("serialising the optimizer state: {e:?}")))?;
+    ept_backend::fs::write_atomic(&temp.join("optimizer.bin"), &bytes)
+        .map_err(|e| TrainError::write(&temp.join("optimizer.bin"), e))?;
+    let state_json = serde_json::to_vec_pretty(state).unwrap_or_default();
+    ept_backend::fs::write_atomic(&temp.join("state.json"), &state_json)
+        .map_err(|e| TrainError::write(&temp.join("state.json"), e))?;
+    let _ = std::fs::remove_dir_all(&done);
+    std::fs::rename(&temp, &done).map_err(|e| TrainError::write(&done, e))?;
+    // Older checkpoints go only once the new one is complete.
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path != done
+                && path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("epoch-"))
+            {
+                let _ = std::fs::remove_dir_all(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Load a checkpoint folder into a freshly built model and optimizer.
+pub fn load(
+    dir: &Path,
+    model: TunedVit,
+    optim: ModuleOptimizer,
+    backbone: &str,
+) -> Result<(TunedVit, TrainState, ModuleOptimizer), TrainError> {
+    let state: TrainState = std::fs::read(dir.join("state.json"))
+        .map_err(|e| TrainError::run(dir, format!("state.json: {e}")))
+        .and_then(|b| {
+            serde_json::from_slice(&b).map_err(|e| TrainError::run(dir, format!("state.json: {e}")))
+        })?;
+    let (model, _) = ept_tuning::checkpoint::load_method(model, backbone, &dir.join("method.safetensors"))?;
+    let bytes = std::fs::read(dir.join("optimizer.bin"))
+        .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e}")))?;
+    let optim = optim
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e:?}")))?;
+    Ok((model, state, optim))
+}
+
+/// Drop log records after `epoch` (a run interrupted mid-epoch logged steps that the
+/// resumed run repeats).
+pub fn truncate_log(path: &Path, epoch: usize) -> Result<(), TrainError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
+                .is_none_or(|e| e as usize <= epoch)
+        })
+        .collect();
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    ept_backend::fs::write_atomic(path, out.as_bytes()).map_err(|e| TrainError::write(path, e))
+}

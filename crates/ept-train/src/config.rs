@@ -1,0 +1,309 @@
+//! Run configuration read from TOML. A file may start with `extends = "base.toml"`
+//! (relative to itself): tables are merged key by key, the child winning; a `[method]`
+//! table whose `method` differs from the parent's replaces it whole. Every struct denies
+//! unknown keys, so a typo is an error naming the key and the file.
+
+use std::path::{Path, PathBuf};
+
+use ept_data::DataSource;
+use ept_tuning::MethodConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::TrainError;
+
+/// Everything a training run needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub model: ModelConfig,
+    pub method: MethodConfig,
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    pub output: OutputConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// timm-style name, e.g. `vit_base_patch16_224`.
+    pub name: String,
+    /// Pretrained weights (timm/mmcls `.safetensors`/`.pth`); without them the backbone is random.
+    #[serde(default)]
+    pub checkpoint: Option<PathBuf>,
+    /// Input size; default the name's size. Position embeddings are interpolated.
+    #[serde(default)]
+    pub image_size: Option<usize>,
+}
+
+/// Image pipelines by name (see `ept_data::Pipeline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PipelineName {
+    /// MedFMC/EPT: RandomResizedCrop + flip for training; squash-resize for evaluation.
+    #[default]
+    Medfmc,
+    /// Training as `medfmc`; evaluation by shorter-side resize + centre crop (timm).
+    CenterCrop,
+    /// Resize to the input size (+ horizontal flip when training): small images whose
+    /// whole field of view matters (patches, 28-px digits and garments).
+    Resize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub train: DataSource,
+    #[serde(default)]
+    pub val: Option<DataSource>,
+    #[serde(default)]
+    pub test: Option<DataSource>,
+    #[serde(default)]
+    pub pipeline: PipelineName,
+    /// Decoding threads (default: available cores).
+    #[serde(default)]
+    pub workers: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    pub optimizer: OptimizerConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    /// Clip the global gradient norm to this value.
+    #[serde(default)]
+    pub grad_clip_norm: Option<f32>,
+    /// Evaluate on the validation list every this many epochs (0 = never).
+    #[serde(default = "one")]
+    pub eval_every: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// Optimizer and base learning rate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerConfig {
+    Sgd {
+        lr: f64,
+        #[serde(default)]
+        momentum: f64,
+        #[serde(default)]
+        weight_decay: f64,
+    },
+    Adamw {
+        lr: f64,
+        #[serde(default = "adamw_decay")]
+        weight_decay: f64,
+    },
+}
+
+fn adamw_decay() -> f64 {
+    1e-2
+}
+
+impl OptimizerConfig {
+    pub fn lr(&self) -> f64 {
+        match self {
+            OptimizerConfig::Sgd { lr, .. } | OptimizerConfig::Adamw { lr, .. } => *lr,
+        }
+    }
+}
+
+/// Learning-rate schedule over optimizer steps.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleConfig {
+    Constant,
+    /// Linear warm-up then cosine decay to `min_lr` (mmcls CosineAnnealing, by step).
+    #[default]
+    Cosine,
+    CosineWarmup {
+        warmup_steps: usize,
+        #[serde(default)]
+        min_lr: f64,
+    },
+    /// OneCycle (Smith): rise to the base rate over `pct_start` of the steps, cosine down.
+    OneCycle {
+        #[serde(default = "pct_start")]
+        pct_start: f64,
+    },
+}
+
+fn pct_start() -> f64 {
+    0.3
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputConfig {
+    /// Run folder: resolved config, metrics.jsonl, checkpoints, report.
+    pub dir: PathBuf,
+}
+
+/// Merge `child` into `parent` (tables recursively; the child's values win).
+fn merge(parent: &mut toml::Table, child: toml::Table) {
+    for (key, value) in child {
+        match (parent.get_mut(&key), value) {
+            (Some(toml::Value::Table(p)), toml::Value::Table(c)) => {
+                let replaces_method =
+                    key == "method" && p.get("method") != c.get("method") && c.contains_key("method");
+                if replaces_method {
+                    *p = c;
+                } else {
+                    merge(p, c);
+                }
+            }
+            (_, value) => {
+                parent.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Read a TOML file with its `extends` chain as one table; relative paths inside the
+/// data and model sections are resolved against the file that wrote them.
+fn read_table(path: &Path, depth: usize) -> Result<toml::Table, TrainError> {
+    if depth > 8 {
+        return Err(TrainError::config(
+            path,
+            "`extends` chain is deeper than 8 files (a cycle?)",
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::config(path, e))?;
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| TrainError::config(path, e))?;
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    resolve_paths(&mut table, base_dir);
+    match table.remove("extends") {
+        None => Ok(table),
+        Some(toml::Value::String(parent)) => {
+            let mut base = read_table(&base_dir.join(parent), depth + 1)?;
+            merge(&mut base, table);
+            Ok(base)
+        }
+        Some(_) => Err(TrainError::config(path, "`extends` must be a file name string")),
+    }
+}
+
+/// Keys whose string values are file paths, made absolute-from-the-file here.
+const PATH_KEYS: [&str; 6] = ["list", "images", "file", "root", "classes", "checkpoint"];
+
+fn resolve_paths(table: &mut toml::Table, base: &Path) {
+    for (key, value) in table.iter_mut() {
+        match value {
+            toml::Value::Table(inner) if key != "output" => resolve_paths(inner, base),
+            toml::Value::String(s) if PATH_KEYS.contains(&key.as_str()) && Path::new(s).is_relative() => {
+                *s = base.join(&*s).to_string_lossy().into_owned();
+            }
+            _ => {}
+        }
+    }
+}
+
+impl RunConfig {
+    /// Load a config file (with `extends`), then apply `key.path=value` overrides.
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
+        let mut table = read_table(path, 0)?;
+        for item in overrides {
+            apply_override(&mut table, item).map_err(|e| TrainError::config(path, e))?;
+        }
+        RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| TrainError::config(path, e))
+    }
+
+    /// The resolved config as TOML (written into the run folder).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// `train.epochs=2` / `method.length=10` / `output.dir="runs/x"`.
+fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
+    let (key, raw) = item
+        .split_once('=')
+        .ok_or_else(|| format!("override '{item}' is not KEY=VALUE"))?;
+    let value: toml::Value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
+        Err(_) => toml::Value::String(raw.to_string()),
+    };
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    let mut node = table;
+    for part in &parts[..parts.len() - 1] {
+        node = node
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("override '{item}': '{part}' is not a table"))?;
+    }
+    node.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const BASE: &str = r#"
+[model]
+name = "vit_base_patch16_224"
+[method]
+method = "ept"
+length = 100
+[data]
+train = { kind = "list", list = "train.txt", images = "images", format = "colon" }
+[train]
+epochs = 20
+batch_size = 4
+optimizer = { kind = "sgd", lr = 6e-4, momentum = 0.9, weight_decay = 1e-4 }
+[output]
+dir = "runs/base"
+"#;
+
+    #[test]
+    fn extends_merges_and_replaces_a_changed_method() {
+        let dir = std::env::temp_dir().join(format!("ept-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        write(&dir, "base.toml", BASE);
+        let child = write(
+            &dir,
+            "child.toml",
+            "extends = \"base.toml\"\n[train]\nepochs = 3\n[method]\nmethod = \"linear\"\n",
+        );
+        let config =
+            RunConfig::load(&child, &["method.method=\"vpt\"".into(), "train.seed=7".into()]).unwrap();
+        assert_eq!(config.train.epochs, 3);
+        assert_eq!(config.train.batch_size, 4);
+        assert_eq!(config.train.seed, 7);
+        assert!(
+            matches!(config.method, MethodConfig::Vpt { .. }),
+            "{:?}",
+            config.method
+        );
+        let DataSource::List { list, .. } = &config.data.train else {
+            panic!()
+        };
+        assert_eq!(list, &dir.join("train.txt"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn typo_names_the_key_and_the_file() {
+        let dir = std::env::temp_dir().join(format!("ept-config-typo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = write(&dir, "bad.toml", &BASE.replace("batch_size", "batchsize"));
+        let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
+        assert!(err.contains("batchsize") && err.contains("bad.toml"), "{err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}

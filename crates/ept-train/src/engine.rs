@@ -1,0 +1,352 @@
+//! The training loop: data → model → loss → backward → optimizer step, with evaluation
+//! each epoch, JSONL logs, crash-safe checkpoints and exact resume.
+//!
+//! Determinism: the backend is seeded before the model is built and again at the start
+//! of every epoch (dropout streams), the loader derives each image's augmentation from
+//! (seed, epoch, index), and the learning rate is a pure function of the step. A run
+//! resumed from an epoch checkpoint therefore repeats the uninterrupted run's losses
+//! bit for bit on one backend.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{
+    AdamWConfig, GradientsParams, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig,
+};
+use burn::prelude::ToElement;
+use burn::tensor::{Device, Tensor, activation, loss::cross_entropy_with_logits};
+use ept_backbones::{Vit, VitConfig};
+use ept_backend::DeviceSpec;
+use ept_data::{BatchTargets, Dataset, Loader, LoaderOptions, Pipeline, Target, Task, Transform};
+use ept_tuning::TunedVit;
+use serde_json::json;
+
+use crate::checkpoint::{self, TrainState};
+use crate::config::{OptimizerConfig, PipelineName, RunConfig};
+use crate::error::TrainError;
+use crate::evaluate::{EvalResult, evaluate};
+use crate::schedule::learning_rate;
+
+/// How to run (beyond the config).
+#[derive(Debug, Clone, Default)]
+pub struct TrainOptions {
+    /// Continue from the newest checkpoint in the run folder.
+    pub resume: bool,
+    /// Stop after this many epochs in this invocation (the run stays resumable).
+    pub stop_after_epochs: Option<usize>,
+    /// No progress lines on stderr.
+    pub quiet: bool,
+}
+
+/// What a finished (or stopped) run produced.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub run_dir: PathBuf,
+    pub epochs_done: usize,
+    pub val: Option<EvalResult>,
+    pub test: Option<EvalResult>,
+    pub trainable_params: usize,
+    pub total_params: usize,
+    pub seconds: f64,
+}
+
+/// Pipelines for training and evaluation at `size` px.
+pub fn pipelines(name: PipelineName, size: usize) -> (Pipeline, Pipeline) {
+    match name {
+        PipelineName::Medfmc => (Pipeline::medfmc_train(size), Pipeline::medfmc_test(size)),
+        PipelineName::CenterCrop => (Pipeline::medfmc_train(size), Pipeline::center_crop_eval(size)),
+        PipelineName::Resize => {
+            let mut train = Pipeline::medfmc_test(size);
+            train.steps.insert(1, Transform::HorizontalFlip { p: 0.5 });
+            (train, Pipeline::medfmc_test(size))
+        }
+    }
+}
+
+/// Build the backbone (loading its checkpoint) and attach the method and head.
+pub fn build_model(
+    config: &RunConfig,
+    num_classes: usize,
+    device: &Device,
+    notes: &mut Vec<String>,
+) -> Result<(TunedVit, VitConfig), TrainError> {
+    let mut vit_config = VitConfig::from_name(&config.model.name)?;
+    if let Some(size) = config.model.image_size {
+        vit_config = vit_config.with_img_size(size);
+    }
+    let mut vit: Vit = vit_config.init(device)?;
+    match &config.model.checkpoint {
+        Some(path) => {
+            let report = vit.load_checkpoint(path, &vit_config.name)?;
+            notes.extend(report.notes);
+        }
+        None => notes.push("no backbone checkpoint: the backbone is randomly initialised".into()),
+    }
+    let model = TunedVit::new(vit, &config.method, num_classes, device)?;
+    Ok((model, vit_config))
+}
+
+fn optimizer(config: &RunConfig) -> ModuleOptimizer {
+    let clip = config.train.grad_clip_norm.map(GradientClippingConfig::Norm);
+    match &config.train.optimizer {
+        OptimizerConfig::Sgd {
+            momentum,
+            weight_decay,
+            ..
+        } => SgdConfig::new()
+            .with_momentum((*momentum > 0.0).then(|| MomentumConfig::new().with_momentum(*momentum)))
+            .with_weight_decay((*weight_decay > 0.0).then(|| WeightDecayConfig::new(*weight_decay as f32)))
+            .with_gradient_clipping(clip)
+            .init(),
+        OptimizerConfig::Adamw { weight_decay, .. } => AdamWConfig::new()
+            .with_weight_decay(*weight_decay as f32)
+            .with_grad_clipping(clip)
+            .init(),
+    }
+}
+
+/// Cross-entropy (single-label) or BCE-with-logits (multi-label), averaged over the batch.
+pub fn loss(logits: Tensor<2>, targets: &BatchTargets, num_classes: usize) -> Tensor<1> {
+    match targets {
+        BatchTargets::Classes(classes) => {
+            cross_entropy_with_logits(logits, classes.clone().one_hot(num_classes).float())
+        }
+        BatchTargets::MultiHot(y) => {
+            // max(x, 0) − x·y + log(1 + exp(−|x|)), the numerically stable form.
+            let x = logits;
+            let per = x.clone().clamp_min(0.0) - x.clone() * y.clone() + (x.abs().neg().exp() + 1.0).log();
+            per.mean()
+        }
+    }
+}
+
+/// Seed for epoch `epoch`'s stochastic layers.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(epoch as u64 + 1)
+}
+
+/// Append-only JSONL log.
+struct Log {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl Log {
+    fn open(path: PathBuf) -> Result<Self, TrainError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| TrainError::write(&path, e))?;
+        Ok(Log { path, file })
+    }
+
+    fn write(&mut self, record: serde_json::Value) -> Result<(), TrainError> {
+        writeln!(self.file, "{record}").map_err(|e| TrainError::write(&self.path, e))
+    }
+}
+
+fn load_split(source: &Option<ept_data::DataSource>) -> Result<Option<Dataset>, TrainError> {
+    Ok(match source {
+        Some(s) => Some(s.load()?),
+        None => None,
+    })
+}
+
+/// Train, evaluate and report one run.
+pub fn train(
+    config: &RunConfig,
+    spec: &DeviceSpec,
+    options: &TrainOptions,
+) -> Result<RunSummary, TrainError> {
+    let started = Instant::now();
+    let run_dir = config.output.dir.clone();
+    let resume_from = checkpoint::prepare_run_dir(&run_dir, options.resume)?;
+    ept_backend::fs::write_atomic(&run_dir.join("config.toml"), config.to_toml().as_bytes())
+        .map_err(|e| TrainError::write(&run_dir.join("config.toml"), e))?;
+
+    let train_set = config.data.train.load()?;
+    let val_set = load_split(&config.data.val)?;
+    let test_set = load_split(&config.data.test)?;
+    let (classes, task) = (train_set.num_classes, train_set.task);
+
+    let device = spec.autodiff_device();
+    ept_backend::seed_everything(&device, config.train.seed);
+    let mut notes = Vec::new();
+    let (mut model, vit_config) = build_model(config, classes, &device, &mut notes)?;
+    let counts = model.param_count();
+    let mut optim = optimizer(config);
+    let (mut start_epoch, mut step) = (0, 0);
+    if let Some(dir) = &resume_from {
+        let (resumed, state, restored) = checkpoint::load(dir, model, optim, &vit_config.name)?;
+        model = resumed;
+        optim = restored;
+        start_epoch = state.epoch + 1;
+        step = state.step;
+        checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
+    }
+    let mut log = Log::open(run_dir.join("metrics.jsonl"))?;
+    if resume_from.is_none() {
+        log.write(
+            json!({"event": "start", "method": config.method.name(), "model": vit_config.name,
+            "trainable_params": counts.trainable, "total_params": counts.total(), "notes": notes,
+            "train_images": train_set.samples.len(), "classes": classes}),
+        )?;
+    }
+
+    let size = vit_config.img_size;
+    let (train_pipeline, eval_pipeline) = pipelines(config.data.pipeline, size);
+    let threads = config
+        .data
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let loader = Loader::from_dataset(
+        &train_set,
+        train_pipeline,
+        LoaderOptions {
+            batch_size: config.train.batch_size,
+            shuffle: true,
+            drop_last: false,
+            seed: config.train.seed,
+            threads,
+            prefetch: 2,
+        },
+    )?;
+    let steps_per_epoch = loader.num_batches();
+    let total_steps = steps_per_epoch * config.train.epochs;
+    let base_lr = config.train.optimizer.lr();
+    let eval_loader = |set: &Dataset| {
+        Loader::from_dataset(
+            set,
+            eval_pipeline.clone(),
+            LoaderOptions {
+                batch_size: config.train.batch_size.max(8),
+                shuffle: false,
+                drop_last: false,
+                seed: 0,
+                threads,
+                prefetch: 2,
+            },
+        )
+    };
+
+    let last_epoch = match options.stop_after_epochs {
+        Some(n) => (start_epoch + n).min(config.train.epochs),
+        None => config.train.epochs,
+    };
+    let mut val_result = None;
+    for epoch in start_epoch..last_epoch {
+        ept_backend::seed_everything(&device, epoch_seed(config.train.seed, epoch));
+        let epoch_start = Instant::now();
+        let mut loss_sum = 0f64;
+        for (i, batch) in loader.epoch(epoch as u64).enumerate() {
+            let batch = batch?.into_device(&device);
+            let lr = learning_rate(&config.train.schedule, base_lr, step, total_steps);
+            let logits = model.forward(batch.images);
+            let loss = loss(logits, &batch.targets, classes);
+            let value: f32 = loss.clone().into_scalar::<f32>().to_f32();
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    value,
+                    epoch,
+                    step,
+                    lr,
+                    run_dir: run_dir.display().to_string(),
+                });
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(lr, model, grads);
+            loss_sum += value as f64;
+            step += 1;
+            log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
+            if !options.quiet {
+                let done = i + 1;
+                let rate = (done * config.train.batch_size) as f64 / epoch_start.elapsed().as_secs_f64();
+                let eta = (steps_per_epoch - done) as f64 * epoch_start.elapsed().as_secs_f64() / done as f64;
+                eprint!(
+                    "\repoch {}/{} step {done}/{steps_per_epoch} loss {value:.4} lr {lr:.2e} {rate:.1} img/s eta {eta:.0}s   ",
+                    epoch + 1,
+                    config.train.epochs
+                );
+            }
+        }
+        if !options.quiet {
+            eprintln!();
+        }
+        let mean_loss = loss_sum / steps_per_epoch.max(1) as f64;
+        let evaluate_now = config.train.eval_every > 0 && (epoch + 1) % config.train.eval_every == 0;
+        if let (Some(val), true) = (&val_set, evaluate_now) {
+            let result = evaluate(&model.valid(), &eval_loader(val)?, task, &spec.device(), false)?;
+            log.write(json!({"event": "eval", "split": "val", "epoch": epoch, "metrics": result.metrics}))?;
+            val_result = Some(result);
+        }
+        log.write(
+            json!({"event": "epoch", "epoch": epoch, "step": step, "mean_loss": mean_loss,
+            "seconds": epoch_start.elapsed().as_secs_f64()}),
+        )?;
+        checkpoint::save(
+            &run_dir,
+            &model,
+            &optim,
+            &vit_config.name,
+            &TrainState {
+                epoch,
+                step,
+                seed: config.train.seed,
+            },
+        )?;
+    }
+
+    let finished = last_epoch == config.train.epochs;
+    let mut test_result = None;
+    if finished {
+        if let Some(test) = &test_set {
+            let result = evaluate(&model.valid(), &eval_loader(test)?, task, &spec.device(), true)?;
+            log.write(json!({"event": "eval", "split": "test", "metrics": result.metrics}))?;
+            test_result = Some(result);
+        }
+        let path = run_dir.join("method.safetensors");
+        ept_tuning::checkpoint::save_method(&model, &vit_config.name, &path)?;
+    }
+    Ok(RunSummary {
+        run_dir,
+        epochs_done: last_epoch,
+        val: val_result,
+        test: test_result,
+        trainable_params: counts.trainable,
+        total_params: counts.total(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The class targets of a split as (single-label indices, multi-label flags).
+pub fn split_targets(targets: &[Target], classes: usize) -> (Vec<usize>, Vec<Vec<bool>>) {
+    let flags = targets
+        .iter()
+        .map(|t| match t {
+            Target::Single(c) => (0..classes).map(|k| k == *c).collect(),
+            Target::Multi(f) => f.clone(),
+        })
+        .collect();
+    let single = targets
+        .iter()
+        .map(|t| match t {
+            Target::Single(c) => *c,
+            Target::Multi(_) => 0,
+        })
+        .collect();
+    (single, flags)
+}
+
+/// Probabilities from logits: softmax (single-label) or sigmoid (multi-label).
+pub fn probabilities(logits: Tensor<2>, task: Task) -> Tensor<2> {
+    match task {
+        Task::SingleLabel => activation::softmax(logits, 1),
+        Task::MultiLabel => activation::sigmoid(logits),
+    }
+}

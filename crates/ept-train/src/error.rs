@@ -1,0 +1,55 @@
+//! Errors of the training engine, each naming the file, key or step it concerns.
+
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("config {path}: {message}")]
+    Config { path: String, message: String },
+    #[error(transparent)]
+    Data(#[from] ept_data::DataError),
+    #[error(transparent)]
+    Tuning(#[from] ept_tuning::TuningError),
+    #[error(transparent)]
+    Model(#[from] ept_backbones::VitError),
+    #[error(transparent)]
+    Checkpoint(#[from] ept_backbones::CheckpointError),
+    #[error(
+        "the loss became {value} at epoch {epoch}, step {step} (learning rate {lr:e}); training stopped. \
+         The last good checkpoint in {run_dir} is intact: lower the learning rate and resume with --resume"
+    )]
+    NonFinite {
+        value: f32,
+        epoch: usize,
+        step: usize,
+        lr: f64,
+        run_dir: String,
+    },
+    #[error("cannot write {path}: {source}. The last good checkpoint is intact")]
+    Write { path: String, source: std::io::Error },
+    #[error("run folder {path}: {message}")]
+    Run { path: String, message: String },
+}
+
+impl TrainError {
+    pub fn config(path: &Path, message: impl std::fmt::Display) -> Self {
+        TrainError::Config {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+
+    pub fn write(path: &Path, source: std::io::Error) -> Self {
+        TrainError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+
+    pub fn run(path: &Path, message: impl std::fmt::Display) -> Self {
+        TrainError::Run {
+            path: path.display().to_string(),
+            message: message.to_string(),
+        }
+    }
+}

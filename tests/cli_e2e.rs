@@ -1,0 +1,223 @@
+//! End-to-end tests of the `ept-cli` binary on the bundled real data (brain-MRI lobe
+//! patches): train two epochs, interrupt after one and resume to the same loss curve,
+//! evaluate and predict from the run folder, and clear errors for bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ept-cli"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A scratch folder with a small config: ~15 patches to train, 39 to test.
+fn setup(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("ept-e2e-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = repo().join("datasets/brain_patches");
+    let train: String = std::fs::read_to_string(data.join("lobe_train.txt"))
+        .unwrap()
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| i % 80 == 0)
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let test: String = std::fs::read_to_string(data.join("lobe_test.txt"))
+        .unwrap()
+        .lines()
+        .step_by(14)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("train.txt"), train).unwrap();
+    std::fs::write(dir.join("test.txt"), test).unwrap();
+    let images = data.join("images");
+    let config = format!(
+        r#"[model]
+name = "vit_micro_patch4_32"
+[method]
+method = "ept"
+length = 4
+[data]
+train = {{ kind = "list", format = "class_index", num_classes = 7, list = "train.txt", images = "{images}" }}
+test = {{ kind = "list", format = "class_index", num_classes = 7, list = "test.txt", images = "{images}" }}
+pipeline = "resize"
+workers = 2
+[train]
+epochs = 2
+batch_size = 4
+seed = 3
+optimizer = {{ kind = "sgd", lr = 0.01, momentum = 0.9, weight_decay = 1e-4 }}
+[output]
+dir = "{out}"
+"#,
+        images = images.display(),
+        out = dir.join("run").display()
+    );
+    let path = dir.join("config.toml");
+    std::fs::write(&path, config).unwrap();
+    (dir, path)
+}
+
+/// Step losses from a run's metrics.jsonl.
+fn losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["event"] == "step")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn train_resume_eval_predict() {
+    let (dir, config) = setup("full");
+    let config = config.to_str().unwrap();
+    let run = dir.join("run");
+
+    let whole = cli(&["train", "--quiet", "--config", config]);
+    assert!(whole.status.success(), "{}", text(&whole));
+    let uninterrupted = losses(&run);
+    assert!(
+        uninterrupted.len() >= 4 && uninterrupted.iter().all(|l| l.is_finite()),
+        "{uninterrupted:?}"
+    );
+    assert!(run.join("method.safetensors").is_file() && run.join("config.toml").is_file());
+
+    // The same run, interrupted after one epoch and resumed.
+    let resumed_dir = dir.join("resumed");
+    let set_out = format!("output.dir=\"{}\"", resumed_dir.display());
+    let first = cli(&[
+        "train",
+        "--quiet",
+        "--config",
+        config,
+        "--set",
+        &set_out,
+        "--stop-after",
+        "1",
+    ]);
+    assert!(first.status.success(), "{}", text(&first));
+    assert!(
+        !resumed_dir.join("method.safetensors").exists(),
+        "a stopped run is not finished"
+    );
+    let again = cli(&["train", "--quiet", "--config", config, "--set", &set_out]);
+    assert!(
+        !again.status.success() && text(&again).contains("--resume"),
+        "{}",
+        text(&again)
+    );
+    let second = cli(&[
+        "train", "--quiet", "--config", config, "--set", &set_out, "--resume",
+    ]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(
+        losses(&resumed_dir),
+        uninterrupted,
+        "resumed run's losses differ from the uninterrupted run"
+    );
+
+    let eval = cli(&["eval", "--run", run.to_str().unwrap()]);
+    assert!(eval.status.success(), "{}", text(&eval));
+    let metrics: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    let test_images = std::fs::read_to_string(dir.join("test.txt"))
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(metrics["images"].as_f64(), Some(test_images as f64), "{metrics}");
+    assert!(metrics["accuracy"].as_f64().unwrap() >= 0.0);
+
+    let image = repo().join("datasets/brain_patches/images/colin27_ax_z012_R_p0000.png");
+    let predict = cli(&["predict", "--run", run.to_str().unwrap(), image.to_str().unwrap()]);
+    assert!(predict.status.success(), "{}", text(&predict));
+    let out = String::from_utf8_lossy(&predict.stdout);
+    let row: Vec<f64> = out
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .skip(1)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert_eq!(row.len(), 7);
+    assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let (dir, config) = setup("bad");
+    let config_text = std::fs::read_to_string(&config).unwrap();
+
+    let typo = dir.join("typo.toml");
+    std::fs::write(&typo, config_text.replace("batch_size", "batchsize")).unwrap();
+    let out = cli(&["train", "--config", typo.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && text(&out).contains("batchsize"),
+        "{}",
+        text(&out)
+    );
+
+    let train = dir.join("train.txt");
+    let mut lines = std::fs::read_to_string(&train).unwrap();
+    lines.push_str("no_such_patch.png 3\n");
+    std::fs::write(&train, lines).unwrap();
+    let out = cli(&["train", "--config", config.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && text(&out).contains("no_such_patch.png"),
+        "{}",
+        text(&out)
+    );
+
+    let nan = dir.join("nan.toml");
+    let fixed: String = std::fs::read_to_string(&train)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.contains("no_such"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&train, fixed).unwrap();
+    std::fs::write(&nan, config_text.replace("lr = 0.01", "lr = 1e30")).unwrap();
+    let out = cli(&["train", "--quiet", "--config", nan.to_str().unwrap()]);
+    assert!(
+        !out.status.success() && text(&out).contains("step"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("loss became"), "{}", text(&out));
+
+    let out = cli(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        "output.dir=\"/proc/ept-cannot-write\"",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("/proc/ept-cannot-write"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("panicked"), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}
