@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use ept_backend::DeviceSpec;
 use ept_data::{DataSource, FewShotSpec, MultiLabelPolicy, sample_few_shot};
+use ept_train::metrics::Scatter;
 use ept_train::{RunConfig, RunSummary, TrainOptions};
 use ept_tuning::{EptConfig, MethodConfig};
 
@@ -137,7 +138,22 @@ pub fn run(args: &DemoArgs, device: &DeviceSpec) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&config.output.dir);
         println!("training {} ...", method.name());
         let summary = ept_train::train(&config, device, &TrainOptions::default())?;
-        rows.push((method, summary));
+        let separation = match &summary.test {
+            Some(test) => {
+                let (labels, _) = ept_train::engine::split_targets(&test.targets, train.num_classes);
+                let stats = ept_train::analysis::write_feature_report(
+                    test,
+                    &labels,
+                    &config.output.dir,
+                    method.name(),
+                )
+                .map_err(anyhow::Error::msg)
+                .context("writing the feature plots")?;
+                Some(stats)
+            }
+            None => None,
+        };
+        rows.push((method, summary, separation));
     }
     let table = table(&rows);
     println!("\n{table}");
@@ -157,20 +173,26 @@ fn metric(summary: &RunSummary, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn table(rows: &[(MethodConfig, RunSummary)]) -> String {
+type Row = (MethodConfig, RunSummary, Option<Scatter>);
+
+fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| method | trainable params | accuracy % | macro AUC % | macro F1 % | ECE | train time |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| method | trainable params | accuracy % | macro AUC % | macro F1 % | ECE | tr(S_W) | S_B/S_W | time |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for (method, s) in rows {
+    for (method, s, separation) in rows {
+        let (within, ratio) = separation.map_or((f64::NAN, f64::NAN), |x| (x.within, x.ratio));
         let _ = writeln!(
             out,
-            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.1} s |",
+            "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.3} | {:.1} s |",
             method.name(),
             thousands(s.trainable_params),
             metric(s, "accuracy"),
             metric(s, "auc_macro"),
             metric(s, "f1_macro"),
             metric(s, "ece"),
+            within,
+            ratio,
             s.seconds
         );
     }
@@ -186,8 +208,17 @@ fn report(args: &DemoArgs, base: &RunConfig, table: &str, train_images: usize, t
          Backbone: `{model}` pretrained by ept on Fashion-MNIST (configs/demo/pretrain_fashion.toml), frozen.\n\
          Recipe: {epochs} epochs, batch {batch}, {optimizer:?}, cosine schedule.\n\n{table}\n\
          Accuracy, AUC and F1 are macro percentages on the test patches; ECE is the 15-bin expected\n\
-         calibration error of the top-class probability (0 = perfectly calibrated).\n\
-         Per-method folders hold the resolved config, metrics.jsonl and the method-only checkpoint.\n",
+         calibration error of the top-class probability (0 = perfectly calibrated). tr(S_W) is the\n\
+         intra-class scatter of the test CLS features and S_B/S_W the between/within-class ratio\n\
+         (the paper's feature-distribution analysis: higher ratio = better separated classes).\n\n\
+         Plots per method (folder = method name): `reliability.png` (reliability diagram),\n\
+         `pca_pc1_histogram.png` (first principal component per class), `pca_scatter.png`, `tsne.png`.\n\n\
+         {plots}\n\
+         Per-method folders also hold the resolved config, metrics.jsonl and the method-only checkpoint.\n",
+        plots = ["linear", "vpt", "ept"]
+            .iter()
+            .map(|m| format!("![{m} t-SNE]({m}/tsne.png) ![{m} reliability]({m}/reliability.png)\n"))
+            .collect::<String>(),
         shots = args.shots,
         seed = args.seed,
         model = base.model.name,

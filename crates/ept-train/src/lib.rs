@@ -1,14 +1,17 @@
 //! `ept-train` — the engine that turns a [`RunConfig`] into a trained, evaluated,
 //! reported run: the loop for single- and multi-label classification ([`engine`]),
 //! learning-rate schedules ([`schedule`]), metrics ([`metrics`]) and evaluation
-//! ([`evaluate`]), crash-safe checkpoints with exact resume ([`checkpoint`]).
+//! ([`evaluate`]), crash-safe checkpoints with exact resume ([`checkpoint`]), and the
+//! feature-distribution analysis and plots of the run report ([`analysis`], [`plot`]).
 
+pub mod analysis;
 pub mod checkpoint;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
 pub mod metrics;
+pub mod plot;
 pub mod schedule;
 
 pub use config::RunConfig;
