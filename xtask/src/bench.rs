@@ -7,7 +7,8 @@
 //! Groups: `vit` (forward; forward + backward to the input), `methods` (one SGD
 //! training step per tuning method, and `none_fwd_bwd`: the same frozen backbone's
 //! forward + backward to the token activations with no method — the yardstick prompt
-//! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000).
+//! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000), `loader`
+//! (decoded + augmented images/s).
 
 use std::time::Instant;
 
@@ -32,9 +33,10 @@ pub struct BenchArgs {
     /// Backends to run, comma-separated (flex, ndarray, cuda[:N]).
     #[arg(long, default_value = "flex")]
     devices: String,
-    /// Benchmark groups to run, comma-separated: vit, methods, ept_length.
-    #[arg(long, default_value = "vit,methods,ept_length")]
-    groups: String,
+    /// Benchmark groups to run, comma-separated: vit, methods, ept_length
+    /// (default: all; with --quick only vit, which finishes in about a minute).
+    #[arg(long)]
+    groups: Option<String>,
     /// Model to benchmark.
     #[arg(long, default_value = "vit_base_patch16_224")]
     model: String,
@@ -104,11 +106,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let groups: Vec<&str> = args.groups.split(',').map(str::trim).collect();
+    let groups = args.groups.clone().unwrap_or_else(|| {
+        if args.quick { "vit".to_string() } else { "vit,methods,ept_length".to_string() }
+    });
+    let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
-        if !["vit", "methods", "ept_length"].contains(group) {
-            anyhow::bail!("unknown benchmark group '{group}': expected vit, methods, ept_length");
+        if !["vit", "methods", "ept_length", "loader"].contains(group) {
+            anyhow::bail!("unknown benchmark group '{group}': expected vit, methods, ept_length, loader");
         }
+    }
+    if groups.contains(&"loader") {
+        loader_bench(args, threads)?;
     }
     for spec in args.devices.split(',') {
         let spec: DeviceSpec = spec.parse()?;
@@ -120,6 +128,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             threads,
         };
         let context = || format!("benchmarks on {spec}");
+        if groups.iter().all(|g| *g == "loader") {
+            break;
+        }
         if groups.contains(&"vit") {
             vit_benches(&run).with_context(context)?;
         }
@@ -129,6 +140,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if groups.contains(&"ept_length") {
             ept_length_benches(&run).with_context(context)?;
         }
+    }
+    Ok(())
+}
+
+/// Decoded + augmented images per second at 224 px (synthetic 512-px PNGs through the
+/// MedFMC training pipeline), compared with what a ViT-B/16 training step consumes.
+fn loader_bench(args: &BenchArgs, threads: usize) -> anyhow::Result<()> {
+    let options = ept_data::bench::LoaderBenchOptions { threads, ..Default::default() };
+    let images_per_s = ept_data::bench::loader_throughput(&options)?;
+    let line = json!({"bench": "loader", "backend": "host", "batch": options.batch_size,
+        "image_size": options.size, "threads": threads, "images_per_s": images_per_s,
+        "median_s": options.batch_size as f64 / images_per_s, "impl": "ept"});
+    println!("{line}");
+    if !args.json {
+        eprintln!("  loader (decode + augment, {threads} threads)   {images_per_s:>8.1} images/s");
     }
     Ok(())
 }
