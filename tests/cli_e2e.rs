@@ -221,3 +221,65 @@ fn bad_inputs_are_clear_errors() {
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn sample_then_sweep_is_resumable_and_writes_a_table() {
+    let (dir, _config) = setup("sweep");
+    let data = repo().join("datasets/brain_patches");
+    let lists = dir.join("lists");
+    let sample = cli(&[
+        "sample",
+        "--list",
+        data.join("lobe_train.txt").to_str().unwrap(),
+        "--images",
+        data.join("images").to_str().unwrap(),
+        "--format",
+        "class_index",
+        "--num-classes",
+        "7",
+        "--test",
+        data.join("lobe_test.txt").to_str().unwrap(),
+        "--shots",
+        "1",
+        "--seeds",
+        "1..2",
+        "--out",
+        lists.to_str().unwrap(),
+    ]);
+    assert!(sample.status.success(), "{}", text(&sample));
+    let names: Vec<String> = std::fs::read_dir(&lists)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let train_list = names
+        .iter()
+        .find(|n| n.contains("1-shot_train_exp1"))
+        .unwrap_or_else(|| panic!("{names:?}"));
+    let pattern = train_list
+        .replace("exp1", "exp{seed}")
+        .replace("1-shot", "{shots}-shot");
+    let sweep = dir.join("sweep.toml");
+    std::fs::write(&sweep, format!(
+        "[sweep]\nmethods = [\"linear\", \"ept\"]\nshots = [1]\nseeds = [1, 2]\noutput = {:?}\noverrides = [\"train.epochs=1\"]\n\
+         [[sweep.datasets]]\nname = \"brain\"\nconfig = \"config.toml\"\ntrain_list = \"lists/{pattern}\"\n",
+        dir.join("runs").display().to_string()
+    )).unwrap();
+    let first = cli(&["sweep", "--config", sweep.to_str().unwrap()]);
+    assert!(first.status.success(), "{}", text(&first));
+    let table = std::fs::read_to_string(dir.join("runs/table.md")).unwrap();
+    assert!(
+        table.contains("| linear |") && table.contains("| ept |") && table.contains("±"),
+        "{table}"
+    );
+    let log = dir.join("runs/brain/ept/1-shot/exp2/metrics.jsonl");
+    let before = std::fs::read_to_string(&log).unwrap();
+    let second = cli(&["sweep", "--config", sweep.to_str().unwrap()]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        before,
+        "a finished cell was trained again"
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("runs/table.md")).unwrap(), table);
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -7,6 +7,7 @@
 mod demo;
 mod info;
 mod sample;
+mod sweep;
 mod train;
 
 use std::process::ExitCode;
@@ -47,6 +48,8 @@ enum Command {
     Predict(train::PredictArgs),
     /// Write a finished run's backbone as a timm-named .safetensors file.
     Export(train::ExportArgs),
+    /// Run a grid of data sets × methods × shots × samplings; write a Table-1-style summary.
+    Sweep(sweep::SweepArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -62,6 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => train::eval(&args, &device),
         Command::Predict(args) => train::predict(&args, &device),
         Command::Export(args) => train::export(&args, &device),
+        Command::Sweep(args) => sweep::run(&args, &device),
     }
 }
 

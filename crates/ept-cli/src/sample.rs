@@ -30,17 +30,26 @@ pub struct SampleArgs {
     /// Grouping override: image | prefix:N | slide | column
     #[arg(long)]
     pub grouping: Option<Grouping>,
+    /// Number of classes (needed by the generic formats; MedFMC's are known)
+    #[arg(long)]
+    pub num_classes: Option<usize>,
     /// Output folder for the lists
     #[arg(long)]
     pub out: PathBuf,
 }
 
+/// A list source with the optional class count.
+fn source(list: &std::path::Path, args: &SampleArgs) -> DataSource {
+    let mut source = DataSource::list(list, &args.images, args.format);
+    if let DataSource::List { num_classes, .. } = &mut source {
+        *num_classes = args.num_classes;
+    }
+    source
+}
+
 pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
-    let mut options = SampleOptions::new(DataSource::list(&args.list, &args.images, args.format), &args.out);
-    options.test = args
-        .test
-        .as_ref()
-        .map(|t| DataSource::list(t, &args.images, args.format));
+    let mut options = SampleOptions::new(source(&args.list, args), &args.out);
+    options.test = args.test.as_ref().map(|t| source(t, args));
     options.shots = args.shots.clone();
     options.seeds = args.seeds.0.clone();
     options.grouping = args.grouping.clone();
