@@ -101,7 +101,16 @@ fn train_resume_eval_predict() {
         uninterrupted.len() >= 4 && uninterrupted.iter().all(|l| l.is_finite()),
         "{uninterrupted:?}"
     );
-    assert!(run.join("method.safetensors").is_file() && run.join("config.toml").is_file());
+    for file in [
+        "method.safetensors",
+        "config.toml",
+        "report.md",
+        "reliability.png",
+        "tsne.png",
+        "pca_scatter.png",
+    ] {
+        assert!(run.join(file).is_file(), "run folder lacks {file}");
+    }
 
     // The same run, interrupted after one epoch and resumed.
     let resumed_dir = dir.join("resumed");

@@ -12,7 +12,6 @@ use anyhow::Context;
 use clap::Args;
 use ept_backend::DeviceSpec;
 use ept_data::{DataSource, FewShotSpec, MultiLabelPolicy, sample_few_shot};
-use ept_train::metrics::Scatter;
 use ept_train::{RunConfig, RunSummary, TrainOptions};
 use ept_tuning::{EptConfig, MethodConfig};
 
@@ -138,22 +137,7 @@ pub fn run(args: &DemoArgs, device: &DeviceSpec) -> anyhow::Result<()> {
         let _ = std::fs::remove_dir_all(&config.output.dir);
         println!("training {} ...", method.name());
         let summary = ept_train::train(&config, device, &TrainOptions::default())?;
-        let separation = match &summary.test {
-            Some(test) => {
-                let (labels, _) = ept_train::engine::split_targets(&test.targets, train.num_classes);
-                let stats = ept_train::analysis::write_feature_report(
-                    test,
-                    &labels,
-                    &config.output.dir,
-                    method.name(),
-                )
-                .map_err(anyhow::Error::msg)
-                .context("writing the feature plots")?;
-                Some(stats)
-            }
-            None => None,
-        };
-        rows.push((method, summary, separation));
+        rows.push((method, summary));
     }
     let table = table(&rows);
     println!("\n{table}");
@@ -173,15 +157,15 @@ fn metric(summary: &RunSummary, name: &str) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-type Row = (MethodConfig, RunSummary, Option<Scatter>);
+type Row = (MethodConfig, RunSummary);
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
         "| method | trainable params | accuracy % | macro AUC % | macro F1 % | ECE | tr(S_W) | S_B/S_W | time |\n\
          | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for (method, s, separation) in rows {
-        let (within, ratio) = separation.map_or((f64::NAN, f64::NAN), |x| (x.within, x.ratio));
+    for (method, s) in rows {
+        let (within, ratio) = (metric(s, "scatter_within"), metric(s, "scatter_ratio"));
         let _ = writeln!(
             out,
             "| {} | {} | {:.2} | {:.2} | {:.2} | {:.3} | {:.2} | {:.3} | {:.1} s |",

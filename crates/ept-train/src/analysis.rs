@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::evaluate::EvalResult;
-use crate::metrics::{Scatter, principal_components, scatter};
+use crate::metrics::principal_components;
 use crate::plot;
 
 /// Exact t-SNE (van der Maaten & Hinton 2008) of `points` to 2-D: perplexity-calibrated
@@ -119,16 +119,19 @@ pub fn tsne(points: &[Vec<f32>], perplexity: f64, iterations: usize) -> Vec<(f64
     y.into_iter().map(|v| (v[0], v[1])).collect()
 }
 
-/// Class separation of a split's features and the PNG plots, written into `dir`.
-/// Returns the scatter statistics. Single-label results only (labels = classes).
-pub fn write_feature_report(
+/// Most points t-SNE is run on (an evenly spaced subsample beyond this): exact t-SNE is
+/// O(n²) per iteration.
+const TSNE_MAX_POINTS: usize = 1000;
+
+/// The feature plots of a single-label split into `dir`: PC1 histogram per class, PCA
+/// scatter, t-SNE map and the reliability diagram.
+pub fn write_feature_plots(
     result: &EvalResult,
     labels: &[usize],
     dir: &Path,
     name: &str,
-) -> Result<Scatter, String> {
+) -> Result<(), String> {
     let features = &result.features;
-    let stats = scatter(features, labels);
     let (axes, ratios) = principal_components(features, 2);
     if axes.len() == 2 {
         let mean: Vec<f64> = (0..axes[0].len())
@@ -156,13 +159,48 @@ pub fn write_feature_report(
         plot::scatter(&pcs, labels, &format!("{name} PCA"), "PC1", "PC2")
             .save(&dir.join("pca_scatter.png"))?;
     }
-    let map = tsne(features, 30.0, 500);
-    plot::scatter(&map, labels, &format!("{name} T-SNE"), "", "").save(&dir.join("tsne.png"))?;
+    let step = features.len().div_ceil(TSNE_MAX_POINTS).max(1);
+    let sub: Vec<Vec<f32>> = features.iter().step_by(step).cloned().collect();
+    let sub_labels: Vec<usize> = labels.iter().step_by(step).copied().collect();
+    let map = tsne(&sub, 30.0, 500);
+    plot::scatter(&map, &sub_labels, &format!("{name} T-SNE"), "", "").save(&dir.join("tsne.png"))?;
     if !result.reliability.is_empty() {
         plot::reliability_diagram(&result.reliability, &format!("{name} RELIABILITY"))
             .save(&dir.join("reliability.png"))?;
     }
-    Ok(stats)
+    Ok(())
+}
+
+/// `report.md` of a finished run: what ran, the test metrics, and (single-label) the plots.
+pub fn write_run_report(
+    dir: &Path,
+    method: &str,
+    model: &str,
+    params: (usize, usize),
+    test: &EvalResult,
+    labels: Option<&[usize]>,
+) -> Result<(), String> {
+    let mut report = format!(
+        "# Run report\n\nmethod `{method}` on backbone `{model}`: {} trainable of {} parameters.\n\n\
+         | test metric | value |\n| --- | ---: |\n",
+        params.0, params.1
+    );
+    for (name, value) in &test.metrics {
+        report.push_str(&format!("| {name} | {value:.4} |\n"));
+    }
+    report.push_str(
+        "\nPercentages for accuracy/mAP/AUC/F1; ECE is a fraction (15 bins). scatter_within is\n\
+         tr(S_W) of the test CLS features and scatter_ratio tr(S_B)/tr(S_W) (the paper's\n\
+         feature-distribution analysis).\n",
+    );
+    if let Some(labels) = labels {
+        write_feature_plots(test, labels, dir, method)?;
+        report.push_str(
+            "\n![reliability](reliability.png) ![t-SNE](tsne.png)\n\n\
+             ![PC1 per class](pca_pc1_histogram.png) ![PCA](pca_scatter.png)\n",
+        );
+    }
+    ept_backend::fs::write_atomic(&dir.join("report.md"), report.as_bytes()).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -308,6 +308,16 @@ pub fn train(
         if let Some(test) = &test_set {
             let result = evaluate(&model.valid(), &eval_loader(test)?, task, &spec.device(), true)?;
             log.write(json!({"event": "eval", "split": "test", "metrics": result.metrics}))?;
+            let labels = (task == Task::SingleLabel).then(|| split_targets(&result.targets, classes).0);
+            crate::analysis::write_run_report(
+                &run_dir,
+                config.method.name(),
+                &vit_config.name,
+                (counts.trainable, counts.total()),
+                &result,
+                labels.as_deref(),
+            )
+            .map_err(|e| TrainError::run(&run_dir, format!("writing the report: {e}")))?;
             test_result = Some(result);
         }
         let path = run_dir.join("method.safetensors");

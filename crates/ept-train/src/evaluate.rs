@@ -86,6 +86,11 @@ pub fn evaluate(
             values.insert("auc_macro".into(), metrics::macro_auc(&probs, &flags));
             let (ece, bins) = metrics::expected_calibration_error(&probs, &labels);
             values.insert("ece".into(), ece);
+            if keep_features {
+                let separation = metrics::scatter(&features, &labels);
+                values.insert("scatter_within".into(), separation.within);
+                values.insert("scatter_ratio".into(), separation.ratio);
+            }
             bins
         }
         Task::MultiLabel => {
