@@ -107,7 +107,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let groups = args.groups.clone().unwrap_or_else(|| {
-        if args.quick { "vit".to_string() } else { "vit,methods,ept_length".to_string() }
+        if args.quick {
+            "vit".to_string()
+        } else {
+            "vit,methods,ept_length".to_string()
+        }
     });
     let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
@@ -147,7 +151,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 /// Decoded + augmented images per second at 224 px (synthetic 512-px PNGs through the
 /// MedFMC training pipeline), compared with what a ViT-B/16 training step consumes.
 fn loader_bench(args: &BenchArgs, threads: usize) -> anyhow::Result<()> {
-    let options = ept_data::bench::LoaderBenchOptions { threads, ..Default::default() };
+    let options = ept_data::bench::LoaderBenchOptions {
+        threads,
+        ..Default::default()
+    };
     let images_per_s = ept_data::bench::loader_throughput(&options)?;
     let line = json!({"bench": "loader", "backend": "host", "batch": options.batch_size,
         "image_size": options.size, "threads": threads, "images_per_s": images_per_s,
