@@ -254,3 +254,26 @@ fn exported_timm_weights_reload_to_the_same_model() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn malicious_pickle_is_refused_without_running_anything() {
+    // A legacy torch.save-style pickle whose payload is `os.system("touch MARKER")`:
+    // PROTO 2, GLOBAL 'os system', the argument tuple, REDUCE, STOP.
+    let dir = std::env::temp_dir().join(format!("ept-pickle-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("MARKER");
+    let command = format!("touch {}", marker.display());
+    let mut bytes = b"\x80\x02cos\nsystem\nq\x00X".to_vec();
+    bytes.extend_from_slice(&(command.len() as u32).to_le_bytes());
+    bytes.extend_from_slice(command.as_bytes());
+    bytes.extend_from_slice(b"q\x01\x85q\x02Rq\x03.");
+    let path = dir.join("evil.pth");
+    std::fs::write(&path, &bytes).unwrap();
+    let spec = DeviceSpec::default();
+    let mut model = tiny_config(32).init(&spec.device()).unwrap();
+    let err = model.load_checkpoint(&path, "tiny").unwrap_err();
+    assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
+    assert!(err.to_string().contains("evil.pth"), "{err}");
+    assert!(!marker.exists(), "the pickle's payload ran");
+    std::fs::remove_dir_all(&dir).ok();
+}
