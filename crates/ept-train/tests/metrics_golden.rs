@@ -29,6 +29,14 @@ fn matrix(v: &Value) -> Vec<Vec<f32>> {
         .collect()
 }
 
+fn indices(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
 fn close(name: &str, case: &str, got: f64, want: &Value) {
     match want.as_f64() {
         Some(w) => assert!(
@@ -44,12 +52,7 @@ fn single_label_metrics_match_the_reference() {
     for case in cases("single_label.json") {
         let name = case["name"].as_str().unwrap();
         let probs = matrix(&case["inputs"]["prob"]);
-        let labels: Vec<usize> = case["inputs"]["target"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
+        let labels = indices(&case["inputs"]["target"]);
         let classes = probs[0].len();
         let flags: Vec<Vec<bool>> = labels
             .iter()
@@ -145,12 +148,7 @@ fn feature_scatter_and_pca_match_the_reference() {
     for case in cases("features.json") {
         let name = case["name"].as_str().unwrap();
         let features = matrix(&case["inputs"]["features"]);
-        let labels: Vec<usize> = case["inputs"]["label"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect();
+        let labels = indices(&case["inputs"]["label"]);
         let e = &case["expected"];
         let s = scatter(&features, &labels);
         close("trace_sw", name, s.within, &e["trace_sw"]);
