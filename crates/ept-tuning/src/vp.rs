@@ -41,11 +41,10 @@ impl PadPrompt {
 
     /// `images + frame`.
     pub fn pixels(&self, images: Tensor<4>) -> Tensor<4> {
-        let [_, channels, inner, pad] = self.pad_left.dims();
+        let [_, channels, inner, _] = self.pad_left.dims();
         let center = Tensor::zeros([1, channels, inner, inner], &images.device());
         let middle = Tensor::cat(vec![self.pad_left.val(), center, self.pad_right.val()], 3);
         let frame = Tensor::cat(vec![self.pad_up.val(), middle, self.pad_down.val()], 2);
-        let _ = pad;
         images + frame
     }
 }
