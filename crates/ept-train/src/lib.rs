@@ -13,6 +13,7 @@ pub mod evaluate;
 pub mod metrics;
 pub mod plot;
 pub mod schedule;
+pub mod seg;
 
 pub use config::RunConfig;
 pub use engine::{RunSummary, TrainOptions, train};
