@@ -1,7 +1,9 @@
 //! Typed errors of the data layer. Problems in a user's file are reported as
 //! `file:line: what is wrong` ([`DataError::Line`] with a [`LineProblem`]) so an editor
 //! can jump to them; sampling and transform problems have their own enums because the
-//! engine may want to react to them (e.g. fall back to fewer shots).
+//! engine may want to react to them (e.g. fall back to fewer shots). Volume problems name
+//! the NIfTI file ([`DataError::Nifti`]) or both files of an image/label pair
+//! ([`DataError::VolumePair`]).
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,17 @@ pub enum DataError {
     Transform { path: PathBuf, source: TransformError },
     #[error("cannot start the decode thread pool: {0}")]
     ThreadPool(String),
+    /// A NIfTI file that cannot be read or written as a volume (corrupt, truncated, not
+    /// NIfTI, wrong dimensionality, non-finite voxels, non-integer labels …).
+    #[error("{}: {message}", path.display())]
+    Nifti { path: PathBuf, message: String },
+    /// An image and its label map that do not describe the same grid.
+    #[error("{} and {}: {problem}", image.display(), labels.display())]
+    VolumePair {
+        image: PathBuf,
+        labels: PathBuf,
+        problem: String,
+    },
 }
 
 impl DataError {
@@ -35,6 +48,13 @@ impl DataError {
         DataError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    pub(crate) fn nifti(path: &Path, message: impl Into<String>) -> Self {
+        DataError::Nifti {
+            path: path.to_path_buf(),
+            message: message.into(),
         }
     }
 
@@ -68,6 +88,10 @@ pub enum LineProblem {
     WrongColumnCount { expected: usize, found: usize },
     #[error("empty {column} column")]
     EmptyColumn { column: &'static str },
+    #[error("expected the header `{expected}`, found `{found}`")]
+    Header { expected: &'static str, found: String },
+    #[error("{column} file '{}' does not exist", path.display())]
+    MissingFile { column: &'static str, path: PathBuf },
 }
 
 /// Why a few-shot (or fraction) subset could not be drawn.
