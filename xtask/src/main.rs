@@ -1,7 +1,9 @@
 //! `cargo xtask` — project automation. `cargo xtask bench [--quick] [--json]` runs the
-//! benchmarks and prints one JSON object per measurement (see `bench`).
+//! benchmarks and prints one JSON object per measurement (see `bench`);
+//! `cargo xtask make-brain-volumes` builds `datasets/brain_volumes/` (see `brain_volumes`).
 
 mod bench;
+mod brain_volumes;
 
 use clap::{Parser, Subcommand};
 
@@ -16,10 +18,13 @@ struct Cli {
 enum Command {
     /// Run the benchmarks (end-to-end step timings).
     Bench(bench::BenchArgs),
+    /// Build datasets/brain_volumes/ (10 labelled axial slabs) from datasets/mricron/.
+    MakeBrainVolumes(brain_volumes::MakeBrainVolumesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(&args),
+        Command::MakeBrainVolumes(args) => brain_volumes::run(&args),
     }
 }
