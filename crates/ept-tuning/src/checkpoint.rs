@@ -6,12 +6,11 @@
 //! The parameters' ids are stored too, so optimizer state saved beside the file (keyed by
 //! parameter id) applies again after loading: that is what makes resume exact.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
-use burn::tensor::{DType, TensorData};
-use burn_store::{ModuleSnapshot, bridge};
-use safetensors::{Dtype, SafeTensors, tensor::TensorView};
+use burn_store::ModuleSnapshot;
+use ept_backbones::checkpoint::store;
 use serde::{Deserialize, Serialize};
 
 use crate::config::MethodConfig;
@@ -57,42 +56,12 @@ fn checkpoint_error(path: &Path, reason: impl std::fmt::Display) -> TuningError 
 /// Save the trained tensors of `model` to `path`; returns the file size in bytes.
 pub fn save_method(model: &TunedVit, backbone_name: &str, path: &Path) -> Result<u64, TuningError> {
     let meta = MethodMeta::of(model, backbone_name);
-    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
-    let mut param_ids = BTreeMap::new();
-    for snapshot in model.collect(None, None, false) {
-        if !model.is_trainable(&snapshot.name) {
-            continue;
-        }
-        let name = snapshot.name.clone();
-        if let Some(id) = snapshot.param_id {
-            param_ids.insert(name.clone(), id);
-        }
-        let data = bridge::into_data(snapshot)
-            .map_err(|e| checkpoint_error(path, format!("reading tensor {name}: {e}")))?
-            .convert_dtype(DType::F32);
-        let shape = data.shape().to_vec();
-        tensors.push((name, shape, data.into_bytes().to_vec()));
-    }
-    let views = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|view| (name.clone(), view))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| checkpoint_error(path, e))?;
-    let metadata = HashMap::from([
-        (
-            "ept".to_string(),
-            serde_json::to_string(&meta).map_err(|e| checkpoint_error(path, e))?,
-        ),
-        (
-            "ept.param_ids".to_string(),
-            serde_json::to_string(&param_ids).map_err(|e| checkpoint_error(path, e))?,
-        ),
-    ]);
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| checkpoint_error(path, e))?;
-    ept_backend::fs::write_atomic(path, &bytes).map_err(|e| checkpoint_error(path, e))?;
-    Ok(bytes.len() as u64)
+    let metadata = HashMap::from([(
+        "ept".to_string(),
+        serde_json::to_string(&meta).map_err(|e| checkpoint_error(path, e))?,
+    )]);
+    store::write_module_tensors(model, &|name| model.is_trainable(name), metadata, path)
+        .map_err(|e| checkpoint_error(path, e))
 }
 
 /// Read just the metadata of a method checkpoint (to build the right [`TunedVit`]).
@@ -102,15 +71,11 @@ pub fn read_method_meta(path: &Path) -> Result<MethodMeta, TuningError> {
 }
 
 fn meta_from_bytes(path: &Path, bytes: &[u8]) -> Result<MethodMeta, TuningError> {
-    let (_, metadata) = SafeTensors::read_metadata(bytes)
-        .map_err(|e| checkpoint_error(path, format!("not a method checkpoint ({e})")))?;
-    let text = metadata
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("ept"))
+    let text = store::metadata_entry(bytes, "ept")
+        .map_err(|e| checkpoint_error(path, format!("not a method checkpoint: {e}")))?
         .ok_or_else(|| checkpoint_error(path, "no `ept` metadata: not a method checkpoint written by ept"))?;
     let meta: MethodMeta =
-        serde_json::from_str(text).map_err(|e| checkpoint_error(path, format!("bad metadata: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| checkpoint_error(path, format!("bad metadata: {e}")))?;
     if meta.format != FORMAT {
         return Err(checkpoint_error(
             path,
@@ -161,29 +126,7 @@ pub fn load_method(
             ),
         ));
     }
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| checkpoint_error(path, e))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| checkpoint_error(path, e))?;
-    let param_ids: BTreeMap<String, u64> = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get("ept.param_ids"))
-        .map(|text| serde_json::from_str(text))
-        .transpose()
-        .map_err(|e| checkpoint_error(path, format!("bad parameter ids: {e}")))?
-        .unwrap_or_default();
-    let mut snapshots = Vec::new();
-    for (name, view) in file.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(checkpoint_error(
-                path,
-                format!("tensor {name} is {:?}, expected F32", view.dtype()),
-            ));
-        }
-        let data = TensorData::try_from_bytes_vec(view.data().to_vec(), view.shape().to_vec(), DType::F32)
-            .map_err(|e| checkpoint_error(path, format!("tensor {name}: {e:?}")))?;
-        let id = param_ids.get(&name).copied();
-        snapshots.push(bridge::from_data(data, name, id));
-    }
+    let snapshots = store::read_module_tensors(&bytes).map_err(|e| checkpoint_error(path, e))?;
     let result = model.apply(snapshots, None, None, false);
     if let Some(error) = result.errors.first() {
         return Err(checkpoint_error(path, error));
