@@ -71,7 +71,8 @@ fn read_aal_table(path: &Path) -> anyhow::Result<BTreeMap<u16, u16>> {
             let code = cols.get(2)?.parse().ok()?;
             Some((index, lobe_of_code(code)?))
         };
-        let (index, lobe) = parse().with_context(|| format!("{}:{}: expected `index name code`", path.display(), i + 1))?;
+        let (index, lobe) =
+            parse().with_context(|| format!("{}:{}: expected `index name code`", path.display(), i + 1))?;
         out.insert(index, lobe);
     }
     Ok(out)
@@ -79,8 +80,14 @@ fn read_aal_table(path: &Path) -> anyhow::Result<BTreeMap<u16, u16>> {
 
 pub fn run(args: &MakeBrainVolumesArgs) -> anyhow::Result<()> {
     let root = repo_root();
-    let src = args.mricron.clone().unwrap_or_else(|| root.join("datasets/mricron"));
-    let out = args.out.clone().unwrap_or_else(|| root.join("datasets/brain_volumes"));
+    let src = args
+        .mricron
+        .clone()
+        .unwrap_or_else(|| root.join("datasets/mricron"));
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| root.join("datasets/brain_volumes"));
     let t1 = read_volume(&src.join("ch2.nii.gz"))?;
     let aal = read_label_map(&src.join("aal.nii.gz"))?;
     check_pair(&t1, &aal)?;
@@ -120,7 +127,9 @@ pub fn run(args: &MakeBrainVolumesArgs) -> anyhow::Result<()> {
     if thick * SLABS > nz {
         bail!("{SLABS} slabs of {thick} voxels do not fit {nz} slices");
     }
-    let z0 = lo[2].saturating_sub((thick * SLABS - extent) / 2).min(nz - thick * SLABS);
+    let z0 = lo[2]
+        .saturating_sub((thick * SLABS - extent) / 2)
+        .min(nz - thick * SLABS);
     let x0 = lo[0].saturating_sub(MARGIN);
     let y0 = lo[1].saturating_sub(MARGIN);
     let dims = [
@@ -142,7 +151,10 @@ pub fn run(args: &MakeBrainVolumesArgs) -> anyhow::Result<()> {
         let start = [x0 as isize, y0 as isize, (z0 + s * thick) as isize];
         let img = crop_window(&t1, start, dims, 0.0)?;
         let lab = crop_window(&lobes, start, dims, 0)?;
-        let (img_name, lab_name) = (format!("slab_{s:02}_t1.nii.gz"), format!("slab_{s:02}_lobes.nii.gz"));
+        let (img_name, lab_name) = (
+            format!("slab_{s:02}_t1.nii.gz"),
+            format!("slab_{s:02}_lobes.nii.gz"),
+        );
         write_volume(&out.join(&img_name), &img, NiftiDatatype::Uint8)?;
         write_volume(&out.join(&lab_name), &lab, NiftiDatatype::Uint8)?;
         csv.push_str(&format!("{img_name},{lab_name}\n"));
@@ -150,8 +162,16 @@ pub fn run(args: &MakeBrainVolumesArgs) -> anyhow::Result<()> {
         lab.data.iter().for_each(|&v| counts[usize::from(v)] += 1);
         let z = z0 + s * thick;
         println!("slab {s:02} z {z}..{}: {:?}", z + thick - 1, counts);
-        let cells: Vec<String> = counts[1..].iter().chain(&counts[..1]).map(|c| c.to_string()).collect();
-        table_md.push_str(&format!("| {s:02} | {z}–{} | {} |\n", z + thick - 1, cells.join(" | ")));
+        let cells: Vec<String> = counts[1..]
+            .iter()
+            .chain(&counts[..1])
+            .map(|c| c.to_string())
+            .collect();
+        table_md.push_str(&format!(
+            "| {s:02} | {z}–{} | {} |\n",
+            z + thick - 1,
+            cells.join(" | ")
+        ));
     }
     write_text(&out.join("volumes.csv"), &csv)?;
     write_text(&out.join("classes.txt"), &(CLASSES.join("\n") + "\n"))?;
@@ -160,5 +180,6 @@ pub fn run(args: &MakeBrainVolumesArgs) -> anyhow::Result<()> {
 }
 
 fn write_text(path: &Path, text: &str) -> anyhow::Result<()> {
-    ept_backend::fs::write_atomic(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    ept_backend::fs::write_atomic(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -393,6 +393,12 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
             raw.len()
         )));
     }
+    if gz {
+        // Read to the end of the gzip stream so its CRC-32 and length are verified:
+        // corrupted deflate data can otherwise decode to plausible wrong voxels.
+        io::copy(&mut reader, &mut io::sink())
+            .map_err(|e| fail(format!("corrupt gzip data (checksum or stream error): {e}")))?;
+    }
     let volume = InMemNiftiVolume::from_raw_fields(
         header.dim,
         datatype,
