@@ -147,7 +147,7 @@ impl EptPrompt {
 }
 
 /// `log Σ exp(x)` over the last axis, kept as a size-1 axis.
-fn logsumexp_last(x: Tensor<4>) -> Tensor<4> {
+pub(crate) fn logsumexp_last(x: Tensor<4>) -> Tensor<4> {
     let max = x.clone().max_dim(3).detach();
     max.clone() + (x - max).exp().sum_dim(3).log()
 }
@@ -159,7 +159,7 @@ fn concat_softmax(prompt: Tensor<4>, s: Tensor<4>, columns: usize) -> Tensor<4> 
 }
 
 /// Softmax over `s` with one extra zero-value key of logit `sink` (`[B, H, N, 1]`).
-fn sink_softmax(s: Tensor<4>, sink: Tensor<4>) -> Tensor<4> {
+pub(crate) fn sink_softmax(s: Tensor<4>, sink: Tensor<4>) -> Tensor<4> {
     let max = s.clone().max_dim(3).max_pair(sink.clone()).detach();
     let e = (s - max.clone()).exp();
     let denominator = e.clone().sum_dim(3) + (sink - max).exp();

@@ -1,4 +1,5 @@
-//! `ept-tuning` — parameter-efficient tuning methods for a frozen ViT.
+//! `ept-tuning` — parameter-efficient tuning methods for a frozen ViT, and the
+//! adaptation variants of a frozen PUNet ([`punet`]).
 //!
 //! One module per method ([`ept`], [`vpt`], [`vp`], [`lora`], [`adapter`]; the head-only
 //! and unfreezing baselines need no module of their own), a serde-tagged
@@ -13,10 +14,12 @@ pub mod ept;
 pub mod head;
 pub mod lora;
 pub mod model;
+pub mod punet;
 pub mod trainable;
 pub mod vp;
 pub mod vpt;
 
 pub use config::{EmbedWay, EptConfig, EptForm, MethodConfig, PromptInit};
 pub use model::{TunedVit, TuningError};
+pub use punet::{SegMethodConfig, TunedPunet};
 pub use trainable::ParamCount;
