@@ -292,3 +292,13 @@ fn write_volume_like_keeps_the_reference_affine_adjusted_for_spacing() {
     .to_string();
     assert!(e.contains("lobes.nii.gz"), "{e}");
 }
+
+#[test]
+fn a_zero_vox_offset_means_voxels_right_after_the_header() {
+    let dir = Scratch::new("nifti-voxoffset");
+    let p = tiny_file(&dir, "zero.nii", &[5.0, 6.0], [1, 1, 2], NiftiDatatype::Float32);
+    patch(&p, 108, &0f32.to_le_bytes());
+    assert_eq!(read_volume(&p).unwrap().data, vec![5.0, 6.0]);
+    patch(&p, 108, &f32::NAN.to_le_bytes());
+    assert!(read_volume(&p).unwrap_err().to_string().contains("vox_offset"));
+}

@@ -188,52 +188,59 @@ impl VolumeLoader {
 
     /// Where item `item` of `epoch` is cut (deterministic).
     pub fn origin(&self, epoch: u64, item: usize) -> Result<PatchOrigin, DataError> {
+        self.origin_and_rng(epoch, item).map(|(origin, _)| origin)
+    }
+
+    /// The item's crop and, in training, its generator positioned after the crop was drawn
+    /// (augmentation continues the same `(seed, epoch, item)` stream).
+    fn origin_and_rng(&self, epoch: u64, item: usize) -> Result<(PatchOrigin, Option<Rng>), DataError> {
+        let out_of_range = || DataError::Invalid(format!("item {item} out of range ({} items)", self.len()));
         let dims = self.sampling.shape.dims();
         match self.options.mode {
             LoaderMode::Train => {
-                let v = *self
-                    .volumes
-                    .get(item % self.volumes.len().max(1))
-                    .filter(|_| item < self.len())
-                    .ok_or_else(|| DataError::Invalid(format!("item {item} out of range")))?;
+                if item >= self.len() {
+                    return Err(out_of_range());
+                }
+                let v = self.volumes[item % self.volumes.len()];
                 let mut rng = sample_rng(self.options.seed, epoch, item);
                 let start = random_start(&self.set.volumes[v], dims, self.sampling.p_fg, &mut rng);
-                Ok(PatchOrigin {
-                    volume: v,
-                    start,
-                    dims,
-                })
+                Ok((
+                    PatchOrigin {
+                        volume: v,
+                        start,
+                        dims,
+                    },
+                    Some(rng),
+                ))
             }
             LoaderMode::Eval => {
                 let mut rest = item;
                 for &v in &self.volumes {
                     let starts = eval_starts(self.set.volumes[v].labels.dims, self.sampling.shape);
-                    if rest < starts.len() {
-                        return Ok(PatchOrigin {
-                            volume: v,
-                            start: starts[rest],
-                            dims,
-                        });
+                    if let Some(&start) = starts.get(rest) {
+                        return Ok((
+                            PatchOrigin {
+                                volume: v,
+                                start,
+                                dims,
+                            },
+                            None,
+                        ));
                     }
                     rest -= starts.len();
                 }
-                Err(DataError::Invalid(format!("item {item} out of range")))
+                Err(out_of_range())
             }
         }
     }
 
-    /// The image and label voxels of one item.
+    /// The image and label voxels of one item (augmented in training only).
     pub fn load_item(&self, epoch: u64, item: usize) -> Result<(Vec<f32>, Vec<u16>, PatchOrigin), DataError> {
-        let origin = self.origin(epoch, item)?;
+        let (origin, rng) = self.origin_and_rng(epoch, item)?;
         let vol = &self.set.volumes[origin.volume];
-        let (augment, mut rng) = match self.options.mode {
-            LoaderMode::Train => {
-                // Continue the item's stream after the crop position was drawn.
-                let mut rng = sample_rng(self.options.seed, epoch, item);
-                random_start(vol, origin.dims, self.sampling.p_fg, &mut rng);
-                (self.augment, rng)
-            }
-            LoaderMode::Eval => (AugmentConfig::default(), Rng::new(0)),
+        let (augment, mut rng) = match rng {
+            Some(rng) => (self.augment, rng),
+            None => (AugmentConfig::default(), Rng::new(0)),
         };
         let (img, lab) = augmented_crop(
             &vol.image,

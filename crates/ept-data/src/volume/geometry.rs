@@ -28,6 +28,7 @@ pub fn crop_window<T: Copy>(
     dims: [usize; 3],
     pad: T,
 ) -> Result<Volume<T>, DataError> {
+    super::check_grid(volume.dims, volume.spacing, volume.data.len())?;
     let n = super::voxel_count(dims)
         .filter(|&n| n > 0)
         .ok_or_else(|| DataError::Invalid(format!("window dims {dims:?} must be positive")))?;

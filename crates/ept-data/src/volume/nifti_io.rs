@@ -364,8 +364,9 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
     if !header.vox_offset.is_finite() || header.vox_offset < 0.0 || header.vox_offset > MAX_VOX_OFFSET {
         return Err(fail(format!("invalid vox_offset {}", header.vox_offset)));
     }
-    // Skip the extensions (a vox_offset below 352 means "right after the header").
-    let skip = (header.vox_offset as u64).saturating_sub(HEADER_BYTES as u64);
+    // Skip the 4-byte extension flag and any extensions; voxels start at vox_offset, and
+    // never before byte 352 (some writers leave vox_offset 0 in single files).
+    let skip = (header.vox_offset as u64).max(DATA_OFFSET as u64) - HEADER_BYTES as u64;
     let skipped = io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(|e| {
         fail(format!(
             "cannot read the header extensions (corrupt gzip data?): {e}"
