@@ -122,6 +122,8 @@ fn truncated_corrupt_and_foreign_files_are_errors_naming_the_file() {
     }
     assert!(expect_error_naming(&empty, "empty").contains("348-byte header"));
     assert!(expect_error_naming(&text, "text").contains("not a NIfTI-1 file"));
+    assert!(expect_error_naming(&half, "half").contains("truncated"));
+    assert!(expect_error_naming(&corrupt, "corrupt").contains("checksum"));
     let missing = dir.path().join("missing.nii.gz");
     assert!(matches!(read_volume(&missing), Err(DataError::Io { .. })));
 

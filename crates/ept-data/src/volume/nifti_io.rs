@@ -296,7 +296,9 @@ fn describe(e: &NiftiError) -> String {
         NiftiError::Io(io) if io.kind() == io::ErrorKind::UnexpectedEof => {
             "not a NIfTI-1 file: it ends before the 348-byte header does (truncated or empty)".into()
         }
-        NiftiError::Io(io) => format!("cannot read (corrupt gzip data?): {io}"),
+        NiftiError::Io(io) => {
+            format!("cannot read the header: the file is truncated or its gzip data corrupt ({io})")
+        }
         NiftiError::InvalidFormat => "not a NIfTI-1 file (no `n+1`/`ni1` magic in the header)".into(),
         other => format!("invalid NIfTI-1 header: {other}"),
     }
@@ -369,7 +371,7 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
     let skip = (header.vox_offset as u64).max(DATA_OFFSET as u64) - HEADER_BYTES as u64;
     let skipped = io::copy(&mut (&mut reader).take(skip), &mut io::sink()).map_err(|e| {
         fail(format!(
-            "cannot read the header extensions (corrupt gzip data?): {e}"
+            "cannot read the header extensions: the file is truncated or its gzip data corrupt ({e})"
         ))
     })?;
     if skipped != skip {
@@ -387,7 +389,11 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
     (&mut reader)
         .take(nbytes as u64)
         .read_to_end(&mut raw)
-        .map_err(|e| fail(format!("cannot read the voxels (corrupt gzip data?): {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot read the voxels: the file is truncated or its gzip data corrupt ({e})"
+            ))
+        })?;
     if raw.len() != nbytes {
         return Err(fail(format!(
             "truncated: {} of the {nbytes} voxel bytes that dims {dims:?} x {datatype:?} need",
