@@ -138,7 +138,7 @@ impl<T> Volume<T> {
         }
     }
 
-    /// The same grid with other voxel values (`data` must have as many voxels).
+    /// The same grid with every voxel mapped through `f`.
     pub fn map<U>(&self, f: impl FnMut(&T) -> U) -> Volume<U> {
         self.with_grid(
             self.dims,
