@@ -5,6 +5,7 @@
 //! and a non-zero exit code.
 
 mod demo;
+mod segment;
 mod info;
 mod sample;
 mod sweep;

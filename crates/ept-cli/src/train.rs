@@ -31,12 +31,17 @@ pub struct TrainArgs {
 }
 
 pub fn train(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
-    let config = RunConfig::load(&args.config, &args.overrides)?;
     let options = TrainOptions {
         resume: args.resume,
         stop_after_epochs: args.stop_after,
         quiet: args.quiet,
     };
+    let table = ept_train::config::load_table(&args.config, &args.overrides)?;
+    if ept_train::config::is_segmentation(&table) {
+        let config = ept_train::seg::SegRunConfig::from_table(table, &args.config)?;
+        return crate::segment::train(&config, device, &options);
+    }
+    let config = RunConfig::load(&args.config, &args.overrides)?;
     let summary = ept_train::train(&config, device, &options)?;
     println!(
         "run {}: {} epochs, {} trainable of {} parameters, {:.1} s",

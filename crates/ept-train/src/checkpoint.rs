@@ -73,13 +73,26 @@ pub fn save(
     backbone: &str,
     state: &TrainState,
 ) -> Result<(), TrainError> {
+    save_with(run_dir, optim, state, |file| {
+        ept_tuning::checkpoint::save_method(model, backbone, file)?;
+        Ok(())
+    })
+}
+
+/// Write a checkpoint whose model file (`method.safetensors`) `write_model` writes.
+pub fn save_with(
+    run_dir: &Path,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+    write_model: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
     let root = checkpoints_dir(run_dir);
     let name = format!("epoch-{:04}", state.epoch);
     let temp = root.join(format!(".{name}.tmp"));
     let done = root.join(&name);
     let _ = std::fs::remove_dir_all(&temp);
     std::fs::create_dir_all(&temp).map_err(|e| TrainError::write(&temp, e))?;
-    ept_tuning::checkpoint::save_method(model, backbone, &temp.join("method.safetensors"))?;
+    write_model(&temp.join("method.safetensors"))?;
     let bytes = optim
         .into_bytes()
         .map_err(|e| TrainError::run(&temp, format!("serialising the optimizer state: {e:?}")))?;
@@ -114,18 +127,33 @@ pub fn load(
     optim: ModuleOptimizer,
     backbone: &str,
 ) -> Result<(TunedVit, TrainState, ModuleOptimizer), TrainError> {
+    let mut loaded = None;
+    let (state, optim) = load_with(dir, optim, |file| {
+        loaded = Some(ept_tuning::checkpoint::load_method(model, backbone, file)?.0);
+        Ok(())
+    })?;
+    Ok((loaded.expect("load_with reads the model first"), state, optim))
+}
+
+/// Read a checkpoint whose model file `read_model` loads; returns the loop position
+/// and the restored optimizer.
+pub fn load_with(
+    dir: &Path,
+    optim: ModuleOptimizer,
+    read_model: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(TrainState, ModuleOptimizer), TrainError> {
     let state: TrainState = std::fs::read(dir.join("state.json"))
         .map_err(|e| TrainError::run(dir, format!("state.json: {e}")))
         .and_then(|b| {
             serde_json::from_slice(&b).map_err(|e| TrainError::run(dir, format!("state.json: {e}")))
         })?;
-    let (model, _) = ept_tuning::checkpoint::load_method(model, backbone, &dir.join("method.safetensors"))?;
+    read_model(&dir.join("method.safetensors"))?;
     let bytes = std::fs::read(dir.join("optimizer.bin"))
         .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e}")))?;
     let optim = optim
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
         .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e:?}")))?;
-    Ok((model, state, optim))
+    Ok((state, optim))
 }
 
 /// Drop log records after `epoch` (a run interrupted mid-epoch logged steps that the

@@ -209,13 +209,25 @@ fn resolve_paths(table: &mut toml::Table, base: &Path) {
     }
 }
 
+/// Read a config file with its `extends` chain, relative paths made absolute, and the
+/// `KEY=VALUE` overrides applied — the table both run kinds deserialize.
+pub fn load_table(path: &Path, overrides: &[String]) -> Result<toml::Table, TrainError> {
+    let mut table = read_table(path, 0)?;
+    for item in overrides {
+        apply_override(&mut table, item).map_err(|e| TrainError::config(path, e))?;
+    }
+    Ok(table)
+}
+
+/// Whether a loaded table describes a segmentation run (`task = "segmentation"`).
+pub fn is_segmentation(table: &toml::Table) -> bool {
+    table.get("task").and_then(|t| t.as_str()) == Some("segmentation")
+}
+
 impl RunConfig {
     /// Load a config file (with `extends`), then apply `key.path=value` overrides.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
-        let mut table = read_table(path, 0)?;
-        for item in overrides {
-            apply_override(&mut table, item).map_err(|e| TrainError::config(path, e))?;
-        }
+        let table = load_table(path, overrides)?;
         RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| TrainError::config(path, e))
     }
 

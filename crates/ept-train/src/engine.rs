@@ -90,9 +90,10 @@ pub fn build_model(
     Ok((model, vit_config))
 }
 
-fn optimizer(config: &RunConfig) -> ModuleOptimizer {
-    let clip = config.train.grad_clip_norm.map(GradientClippingConfig::Norm);
-    match &config.train.optimizer {
+/// The optimizer a run config names, with optional global-norm gradient clipping.
+pub fn optimizer(config: &OptimizerConfig, grad_clip_norm: Option<f32>) -> ModuleOptimizer {
+    let clip = grad_clip_norm.map(GradientClippingConfig::Norm);
+    match config {
         OptimizerConfig::Sgd {
             momentum,
             weight_decay,
@@ -125,19 +126,19 @@ pub fn loss(logits: Tensor<2>, targets: &BatchTargets, num_classes: usize) -> Te
 }
 
 /// Seed for epoch `epoch`'s stochastic layers.
-fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(epoch as u64 + 1)
 }
 
 /// Append-only JSONL log.
-struct Log {
+pub(crate) struct Log {
     path: PathBuf,
     file: std::fs::File,
 }
 
 impl Log {
-    fn open(path: PathBuf) -> Result<Self, TrainError> {
+    pub(crate) fn open(path: PathBuf) -> Result<Self, TrainError> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -146,7 +147,7 @@ impl Log {
         Ok(Log { path, file })
     }
 
-    fn write(&mut self, record: serde_json::Value) -> Result<(), TrainError> {
+    pub(crate) fn write(&mut self, record: serde_json::Value) -> Result<(), TrainError> {
         writeln!(self.file, "{record}").map_err(|e| TrainError::write(&self.path, e))
     }
 }
@@ -180,7 +181,7 @@ pub fn train(
     let mut notes = Vec::new();
     let (mut model, vit_config) = build_model(config, classes, &device, &mut notes)?;
     let counts = model.param_count();
-    let mut optim = optimizer(config);
+    let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
         let (resumed, state, restored) = checkpoint::load(dir, model, optim, &vit_config.name)?;

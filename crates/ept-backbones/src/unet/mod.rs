@@ -15,6 +15,7 @@ pub mod blocks;
 pub mod config;
 pub mod conv;
 pub mod hooks;
+pub mod io;
 pub mod model;
 pub mod window;
 
