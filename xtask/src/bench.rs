@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Backends to run, comma-separated (flex, ndarray, cuda[:N]).
     #[arg(long, default_value = "flex")]
     devices: String,
-    /// Benchmark groups to run, comma-separated: vit, methods, ept_length
+    /// Benchmark groups to run, comma-separated: vit, methods, ept_length, loader, punet
     /// (default: all; with --quick only vit, which finishes in about a minute).
     #[arg(long)]
     groups: Option<String>,
@@ -49,7 +49,7 @@ pub struct BenchArgs {
 }
 
 /// Median wall time of `reps` runs of `f` after one warm-up run.
-fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+pub(crate) fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut times: Vec<f64> = (0..reps)
         .map(|_| {
@@ -115,8 +115,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     });
     let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
-        if !["vit", "methods", "ept_length", "loader"].contains(group) {
-            anyhow::bail!("unknown benchmark group '{group}': expected vit, methods, ept_length, loader");
+        if !["vit", "methods", "ept_length", "loader", "punet"].contains(group) {
+            anyhow::bail!("unknown benchmark group '{group}': expected vit, methods, ept_length, loader, punet");
         }
     }
     if groups.contains(&"loader") {
@@ -143,6 +143,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if groups.contains(&"ept_length") {
             ept_length_benches(&run).with_context(context)?;
+        }
+        if groups.contains(&"punet") {
+            crate::bench_punet::punet_benches(&spec, run.reps, threads, args.json).with_context(context)?;
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! `cargo xtask make-brain-volumes` builds `datasets/brain_volumes/` (see `brain_volumes`).
 
 mod bench;
+mod bench_punet;
 mod brain_volumes;
 
 use clap::{Parser, Subcommand};

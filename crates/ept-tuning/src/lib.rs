@@ -21,5 +21,5 @@ pub mod vpt;
 
 pub use config::{EmbedWay, EptConfig, EptForm, MethodConfig, PromptInit};
 pub use model::{TunedVit, TuningError};
-pub use punet::{SegMethodConfig, TunedPunet};
+pub use punet::{SegMethodConfig, TunedPunet, load_seg_method, save_seg_method};
 pub use trainable::ParamCount;

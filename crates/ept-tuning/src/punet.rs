@@ -283,3 +283,68 @@ impl UnetHooks for TunedPunet {
         }
     }
 }
+
+/// Metadata key of a segmentation method checkpoint.
+const SEG_META: &str = "ept.seg_method";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SegMethodMeta {
+    method: SegMethodConfig,
+    classes: Vec<usize>,
+    punet: PunetConfig,
+}
+
+fn seg_checkpoint_error(path: &std::path::Path, reason: impl std::fmt::Display) -> TuningError {
+    TuningError::Checkpoint {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Save the tensors `model`'s variant trains (with their parameter ids) to `path`.
+pub fn save_seg_method(model: &TunedPunet, path: &std::path::Path) -> Result<u64, TuningError> {
+    let meta = SegMethodMeta {
+        method: model.method.clone(),
+        classes: model.classes.clone(),
+        punet: model.punet.config.clone(),
+    };
+    let json = serde_json::to_string(&meta).map_err(|e| seg_checkpoint_error(path, e))?;
+    let metadata = std::collections::HashMap::from([(SEG_META.to_string(), json)]);
+    ept_backbones::checkpoint::store::write_module_tensors(model, &|name| model.is_trainable(name), metadata, path)
+        .map_err(|e| seg_checkpoint_error(path, e))
+}
+
+/// Load a file written by [`save_seg_method`] into a model built the same way.
+pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<TunedPunet, TuningError> {
+    use burn_store::ModuleSnapshot;
+    let bytes = std::fs::read(path).map_err(|e| seg_checkpoint_error(path, e))?;
+    let store = ept_backbones::checkpoint::store::metadata_entry(&bytes, SEG_META).map_err(|e| seg_checkpoint_error(path, e))?;
+    let meta: SegMethodMeta = store
+        .ok_or_else(|| seg_checkpoint_error(path, "not a segmentation method checkpoint written by ept"))
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| seg_checkpoint_error(path, format!("bad metadata: {e}"))))?;
+    if meta.method != model.method || meta.classes != model.classes || meta.punet != model.punet.config {
+        return Err(seg_checkpoint_error(
+            path,
+            format!(
+                "holds {} for classes {:?}, but the model is {} for classes {:?} (or another PUNet architecture)",
+                meta.method.name(),
+                meta.classes,
+                model.method.name(),
+                model.classes
+            ),
+        ));
+    }
+    let snapshots = ept_backbones::checkpoint::store::read_module_tensors(&bytes).map_err(|e| seg_checkpoint_error(path, e))?;
+    let result = model.apply(snapshots, None, None, false);
+    if let Some(error) = result.errors.first() {
+        return Err(seg_checkpoint_error(path, error));
+    }
+    let missing: Vec<&String> = result.missing.iter().map(|(n, _)| n).filter(|n| model.is_trainable(n)).collect();
+    if !missing.is_empty() || !result.unused.is_empty() {
+        return Err(seg_checkpoint_error(
+            path,
+            format!("missing trained tensors {missing:?}, unexpected tensors {:?}", result.unused),
+        ));
+    }
+    Ok(model.apply_trainability())
+}

@@ -87,6 +87,14 @@ pub fn evaluate_volumes(
     })
 }
 
+/// A file-name stem for a volume id (the list's image entry, possibly a path):
+/// `dir/slab_03_t1.nii.gz` → `slab_03_t1`.
+pub fn output_stem(id: &str) -> String {
+    let name = Path::new(id).file_name().and_then(|n| n.to_str()).unwrap_or(id);
+    let stem = name.strip_suffix(".gz").unwrap_or(name);
+    stem.strip_suffix(".nii").unwrap_or(stem).to_string()
+}
+
 fn write_prediction(dir: &Path, volume: &PreparedVolume, prediction: &[u8], classes: &[usize]) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::write(dir, e))?;
     let mut map: LabelMap = volume.labels.clone();
@@ -96,7 +104,7 @@ fn write_prediction(dir: &Path, volume: &PreparedVolume, prediction: &[u8], clas
         .collect();
     let source = volume.labels_to_source(&map)?;
     let data: Vec<u8> = source.data.iter().map(|&v| v as u8).collect();
-    let path = dir.join(format!("{}_pred.nii.gz", volume.id));
+    let path = dir.join(format!("{}_pred.nii.gz", output_stem(&volume.id)));
     write_volume_like(
         &path,
         &volume.image.header,
@@ -147,7 +155,7 @@ fn write_overlay(dir: &Path, volume: &PreparedVolume, truth: &[u8], prediction: 
             }
         }
     }
-    let path = dir.join(format!("{}_z{z}.png", volume.id));
+    let path = dir.join(format!("{}_z{z}.png", output_stem(&volume.id)));
     let mut bytes = std::io::Cursor::new(Vec::new());
     png.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| TrainError::run(&path, format!("encoding the overlay: {e}")))?;
