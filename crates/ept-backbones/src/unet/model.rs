@@ -125,7 +125,24 @@ impl Punet {
     /// join every attention window; with the fixed head `K = fixed_outputs` and
     /// `classes` is ignored.
     pub fn forward(&self, images: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks) -> Tensor<5> {
+        self.forward_with_features(images, classes, hooks).0
+    }
+
+    /// Logits and the decoder features `[B, channels[0], X/2, Y/2, Z']` they come from
+    /// (what CPA clusters), from one pass.
+    pub fn forward_with_features(&self, images: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks) -> (Tensor<5>, Tensor<5>) {
         let input_dims = images.dims();
+        let features = self.features(images, classes, hooks);
+        let logits = match (&self.head_prompts, &self.fixed_head) {
+            (Some(pool), _) => self.similarity(features.clone(), pool, classes),
+            (None, Some(head)) => head.conv.forward(lrelu(head.norm.forward(features.clone()))),
+            (None, None) => unreachable!("a PUNet has one head (built by PunetConfig::init)"),
+        };
+        (crop_to(upsample2(logits, self.config.stride()), input_dims), features)
+    }
+
+    /// Decoder features `[B, channels[0], …]` at half resolution, before the head.
+    pub fn features(&self, images: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks) -> Tensor<5> {
         let prompt_classes: &[usize] = if self.head_prompts.is_some() { classes } else { &[] };
         let mut x = self.stem.forward(images);
         let mut skips = Vec::with_capacity(self.encoder.len());
@@ -141,30 +158,6 @@ impl Punet {
             let skip = skips.pop().expect("one skip per decoder stage");
             x = stage.forward(x, skip, prompt_classes, hooks, block);
             block += 2;
-        }
-        let logits = match (&self.head_prompts, &self.fixed_head) {
-            (Some(pool), _) => self.similarity(x, pool, classes),
-            (None, Some(head)) => head.conv.forward(lrelu(head.norm.forward(x))),
-            (None, None) => unreachable!("a PUNet has one head (built by PunetConfig::init)"),
-        };
-        crop_to(upsample2(logits, self.config.stride()), input_dims)
-    }
-
-    /// Decoder features `[B, C, …]` before the head (what CPA clusters).
-    pub fn features(&self, images: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks) -> Tensor<5> {
-        let prompt_classes: &[usize] = if self.head_prompts.is_some() { classes } else { &[] };
-        let mut x = self.stem.forward(images);
-        let mut skips = Vec::new();
-        for (i, stage) in self.encoder.iter().enumerate() {
-            x = stage.forward(x, prompt_classes, hooks, 2 * i);
-            if i + 1 < self.encoder.len() {
-                skips.push(x.clone());
-            }
-        }
-        let offset = 2 * self.encoder.len();
-        for (j, stage) in self.decoder.iter().enumerate() {
-            let skip = skips.pop().expect("one skip per decoder stage");
-            x = stage.forward(x, skip, prompt_classes, hooks, offset + 2 * j);
         }
         x
     }
