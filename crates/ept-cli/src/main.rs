@@ -5,9 +5,10 @@
 //! and a non-zero exit code.
 
 mod demo;
-mod segment;
 mod info;
+mod pretrain;
 mod sample;
+mod segment;
 mod sweep;
 mod train;
 
@@ -49,6 +50,8 @@ enum Command {
     Predict(train::PredictArgs),
     /// Write a finished run's backbone as a timm-named .safetensors file.
     Export(train::ExportArgs),
+    /// Self-supervised pre-training of a PUNet body (CPA), as a TOML config describes.
+    Pretrain(pretrain::PretrainArgs),
     /// Run a grid of data sets × methods × shots × samplings; write a Table-1-style summary.
     Sweep(sweep::SweepArgs),
 }
@@ -67,6 +70,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => train::predict(&args, &device),
         Command::Export(args) => train::export(&args, &device),
         Command::Sweep(args) => sweep::run(&args, &device),
+        Command::Pretrain(args) => pretrain::run(&args, &device),
     }
 }
 

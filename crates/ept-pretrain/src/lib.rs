@@ -10,3 +10,10 @@ pub mod ema;
 pub mod kmeans;
 pub mod loss;
 pub mod matching;
+pub mod config;
+pub mod engine;
+pub mod report;
+pub mod views;
+
+pub use config::PretrainConfig;
+pub use engine::{PretrainSummary, pretrain};

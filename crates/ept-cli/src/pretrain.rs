@@ -1,0 +1,51 @@
+//! `ept-cli pretrain --config F`: CPA self-supervised pre-training of a PUNet body
+//! (`task = "pretrain"` configs), resumable like `train`.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use ept_backend::DeviceSpec;
+use ept_pretrain::{PretrainConfig, pretrain};
+use ept_train::TrainOptions;
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// Pre-training configuration (TOML with `task = "pretrain"`; may `extends` another)
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Override a config value, e.g. `--set train.epochs=2`
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// Continue the run from its newest checkpoint
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs (the run stays resumable)
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    /// No progress lines
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+pub fn run(args: &PretrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+    let table = ept_train::config::load_table(&args.config, &args.overrides)?;
+    let config = PretrainConfig::from_table(table, &args.config)?;
+    let options = TrainOptions {
+        resume: args.resume,
+        stop_after_epochs: args.stop_after,
+        quiet: args.quiet,
+    };
+    let summary = pretrain(&config, device, &options)?;
+    let [l0, s0, c0] = summary.first_epoch;
+    let [l1, s1, c1] = summary.last_epoch;
+    println!(
+        "run {}: {} epochs, {:.1} s; mean loss first epoch {l0:.4} (seg {s0:.4}, cpa {c0:.4}), last {l1:.4} (seg {s1:.4}, cpa {c1:.4})",
+        summary.run_dir.display(),
+        summary.epochs_done,
+        summary.seconds
+    );
+    if let Some(body) = summary.body {
+        println!("pretrained body: {} (use it as model.checkpoint of a segmentation config)", body.display());
+    }
+    Ok(())
+}
