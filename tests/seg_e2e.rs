@@ -146,3 +146,72 @@ fn bad_config_and_corrupt_volume_are_named() {
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `ept-cli pretrain` (CPA) on the real slabs with a tiny PUNet: it writes loss curves
+/// and a body file, the run resumes, and a segmentation run loads that body frozen.
+#[test]
+fn pretrain_writes_a_body_that_train_loads() {
+    let (dir, seg_config) = setup("cpa", 4, "prompting");
+    let data = repo().join("datasets/brain_volumes");
+    let config = format!(
+        r#"task = "pretrain"
+[model.punet]
+channels = [8, 16, 16]
+heads = 2
+window = [4, 4, 1]
+tokens_per_class = 2
+class_slots = 8
+[data]
+teacher_size = [32, 32]
+student_sizes = [[24, 24], [16, 16]]
+[data.source]
+list = "volumes.csv"
+classes = "{classes}"
+spacing = [4.0, 4.0, 3.0]
+window = {{ min = 0.0, max = 255.0 }}
+[cpa]
+base_classes = [1, 3]
+fwhm = 32.0
+[train]
+epochs = 2
+batch_size = 2
+lr_body = 1e-3
+lr_prompts = 1e-2
+[output]
+dir = "{run}"
+"#,
+        classes = data.join("classes.txt").display(),
+        run = dir.join("cpa").display()
+    );
+    let path = dir.join("cpa.toml");
+    std::fs::write(&path, config).unwrap();
+    let path = path.to_str().unwrap();
+    let first = cli(&["pretrain", "--config", path, "--quiet", "--stop-after", "1"]);
+    assert!(first.status.success(), "{}", text(&first));
+    let resumed = cli(&["pretrain", "--config", path, "--quiet", "--resume"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    let body = dir.join("cpa/body.safetensors");
+    assert!(body.is_file() && dir.join("cpa/loss_curves.png").is_file());
+    let steps = std::fs::read_to_string(dir.join("cpa/metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
+    assert!(steps >= 2, "{steps}");
+
+    let out = cli(&[
+        "train",
+        "--config",
+        seg_config.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        &format!("model.checkpoint=\"{}\"", body.display()),
+        "--set",
+        "data.classes=[2]",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let start = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
+    assert!(!start.contains("randomly initialised"), "the body must come from the file: {start}");
+    // a typo in a CPA key is named
+    let bad = std::fs::read_to_string(dir.join("cpa.toml")).unwrap().replace("base_classes", "base_class");
+    std::fs::write(dir.join("cpa.toml"), bad).unwrap();
+    let out = cli(&["pretrain", "--config", path]);
+    assert!(!out.status.success() && text(&out).contains("base_class"), "{}", text(&out));
+    std::fs::remove_dir_all(&dir).ok();
+}
