@@ -15,4 +15,4 @@ pub mod runtime;
 pub use burn::tensor::Device;
 pub use device::{BackendKind, DeviceError, DeviceSpec};
 pub use rng::Rng;
-pub use runtime::{seed_everything, set_cpu_threads};
+pub use runtime::{seed_everything, set_cpu_threads, worker_threads};

@@ -31,3 +31,8 @@ pub fn set_cpu_threads(threads: usize) -> Result<(), String> {
 pub fn seed_everything(device: &Device, seed: u64) {
     device.seed(seed);
 }
+
+/// Worker threads for data preparation: the requested number, else every core.
+pub fn worker_threads(requested: Option<usize>) -> usize {
+    requested.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}

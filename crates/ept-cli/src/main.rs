@@ -51,7 +51,7 @@ enum Command {
     /// Write a finished run's backbone as a timm-named .safetensors file.
     Export(train::ExportArgs),
     /// Self-supervised pre-training of a PUNet body (CPA), as a TOML config describes.
-    Pretrain(pretrain::PretrainArgs),
+    Pretrain(train::TrainArgs),
     /// Run a grid of data sets × methods × shots × samplings; write a Table-1-style summary.
     Sweep(sweep::SweepArgs),
 }

@@ -1,33 +1,13 @@
 //! `ept-cli pretrain --config F`: CPA self-supervised pre-training of a PUNet body
 //! (`task = "pretrain"` configs), resumable like `train`.
 
-use std::path::PathBuf;
-
-use clap::Args;
 use ept_backend::DeviceSpec;
 use ept_pretrain::{PretrainConfig, pretrain};
 use ept_train::TrainOptions;
 
-#[derive(Args, Debug)]
-pub struct PretrainArgs {
-    /// Pre-training configuration (TOML with `task = "pretrain"`; may `extends` another)
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Override a config value, e.g. `--set train.epochs=2`
-    #[arg(long = "set")]
-    pub overrides: Vec<String>,
-    /// Continue the run from its newest checkpoint
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many epochs (the run stays resumable)
-    #[arg(long)]
-    pub stop_after: Option<usize>,
-    /// No progress lines
-    #[arg(long)]
-    pub quiet: bool,
-}
+use crate::train::TrainArgs;
 
-pub fn run(args: &PretrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+pub fn run(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
     let table = ept_train::config::load_table(&args.config, &args.overrides)?;
     let config = PretrainConfig::from_table(table, &args.config)?;
     let options = TrainOptions {

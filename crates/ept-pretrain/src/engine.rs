@@ -172,7 +172,7 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
             mode: LoaderMode::Train,
             drop_last: false,
             seed: config.train.seed,
-            threads: config.data.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            threads: ept_backend::worker_threads(config.data.workers),
         },
     )?;
     let kmeans = SoftKMeans {

@@ -125,6 +125,46 @@ pub fn loss(logits: Tensor<2>, targets: &BatchTargets, num_classes: usize) -> Te
     }
 }
 
+/// The loss value, or the typed error that stops a run whose loss is NaN/∞.
+pub(crate) fn finite_loss(loss: &Tensor<1>, epoch: usize, step: usize, lr: f64, run_dir: &std::path::Path) -> Result<f32, TrainError> {
+    let value: f32 = loss.clone().into_scalar::<f32>().to_f32();
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(TrainError::NonFinite {
+            value,
+            epoch,
+            step,
+            lr,
+            run_dir: run_dir.display().to_string(),
+        })
+    }
+}
+
+/// Where an epoch stands, for the progress line.
+pub(crate) struct Progress {
+    pub epoch: usize,
+    pub epochs: usize,
+    pub done: usize,
+    pub steps: usize,
+}
+
+impl Progress {
+    /// One overwritten stderr line: step, loss, learning rate, throughput, ETA.
+    pub(crate) fn print(&self, loss: f32, lr: f64, batch: usize, epoch_start: Instant, unit: &str) {
+        let elapsed = epoch_start.elapsed().as_secs_f64();
+        let rate = (self.done * batch) as f64 / elapsed;
+        let eta = (self.steps - self.done) as f64 * elapsed / self.done as f64;
+        eprint!(
+            "\repoch {}/{} step {}/{} loss {loss:.4} lr {lr:.2e} {rate:.1} {unit}/s eta {eta:.0}s   ",
+            self.epoch + 1,
+            self.epochs,
+            self.done,
+            self.steps
+        );
+    }
+}
+
 /// Seed for epoch `epoch`'s stochastic layers.
 pub(crate) fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -202,10 +242,7 @@ pub fn train(
 
     let size = vit_config.img_size;
     let (train_pipeline, eval_pipeline) = pipelines(config.data.pipeline, size);
-    let threads = config
-        .data
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = ept_backend::worker_threads(config.data.workers);
     let loader = Loader::from_dataset(
         &train_set,
         train_pipeline,
@@ -250,30 +287,15 @@ pub fn train(
             let lr = learning_rate(&config.train.schedule, base_lr, step, total_steps);
             let logits = model.forward(batch.images);
             let loss = loss(logits, &batch.targets, classes);
-            let value: f32 = loss.clone().into_scalar::<f32>().to_f32();
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    value,
-                    epoch,
-                    step,
-                    lr,
-                    run_dir: run_dir.display().to_string(),
-                });
-            }
+            let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             loss_sum += value as f64;
             step += 1;
             log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
             if !options.quiet {
-                let done = i + 1;
-                let rate = (done * config.train.batch_size) as f64 / epoch_start.elapsed().as_secs_f64();
-                let eta = (steps_per_epoch - done) as f64 * epoch_start.elapsed().as_secs_f64() / done as f64;
-                eprint!(
-                    "\repoch {}/{} step {done}/{steps_per_epoch} loss {value:.4} lr {lr:.2e} {rate:.1} img/s eta {eta:.0}s   ",
-                    epoch + 1,
-                    config.train.epochs
-                );
+                let progress = Progress { epoch, epochs: config.train.epochs, done: i + 1, steps: steps_per_epoch };
+                progress.print(value, lr, config.train.batch_size, epoch_start, "img");
             }
         }
         if !options.quiet {

@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::prelude::ToElement;
 use burn::tensor::{Int, Tensor, TensorData};
 use ept_backbones::unet::PunetConfig;
 use ept_backbones::unet::io::load_punet_weights;
@@ -24,7 +23,7 @@ use super::evaluate::{EvalOutputs, SegEvalResult, evaluate_volumes, run_label_ta
 use super::loss::{dice_loss, focal_loss};
 use super::sliding::SlidingWindow;
 use crate::checkpoint::{self, TrainState};
-use crate::engine::{Log, TrainOptions, epoch_seed, optimizer};
+use crate::engine::{Log, Progress, TrainOptions, epoch_seed, finite_loss, optimizer};
 use crate::error::TrainError;
 use crate::schedule::learning_rate;
 
@@ -133,10 +132,7 @@ pub fn train_segmentation(
         checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
     }
 
-    let threads = config
-        .data
-        .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = ept_backend::worker_threads(config.data.workers);
     let mut train_volumes = set.split.train.clone();
     if let Some(n) = config.data.source.few_volumes {
         train_volumes.truncate(n.max(1));
@@ -209,31 +205,15 @@ pub fn train_segmentation(
             if config.train.dice_weight > 0.0 {
                 loss = loss + dice_loss(logits, labels).mul_scalar(config.train.dice_weight);
             }
-            let value: f32 = loss.clone().into_scalar::<f32>().to_f32();
-            if !value.is_finite() {
-                return Err(TrainError::NonFinite {
-                    value,
-                    epoch,
-                    step,
-                    lr,
-                    run_dir: run_dir.display().to_string(),
-                });
-            }
+            let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(lr, model, grads);
             loss_sum += value as f64;
             step += 1;
             log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
             if !options.quiet {
-                let done = i + 1;
-                let elapsed = epoch_start.elapsed().as_secs_f64();
-                eprint!(
-                    "\repoch {}/{} step {done}/{steps_per_epoch} loss {value:.4} lr {lr:.2e} {:.1} crops/s eta {:.0}s   ",
-                    epoch + 1,
-                    config.train.epochs,
-                    (done * config.train.batch_size) as f64 / elapsed,
-                    (steps_per_epoch - done) as f64 * elapsed / done as f64
-                );
+                let progress = Progress { epoch, epochs: config.train.epochs, done: i + 1, steps: steps_per_epoch };
+                progress.print(value, lr, config.train.batch_size, epoch_start, "crops");
             }
         }
         if !options.quiet {
