@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::prelude::ToElement;
@@ -25,6 +25,7 @@ use ept_backend::DeviceSpec;
 use ept_backend::rng::Rng;
 use ept_data::{LoaderMode, PatchShape, SamplingConfig, VolumeLoader, VolumeLoaderOptions, sample_rng};
 use ept_train::checkpoint::{self, TrainState};
+use ept_train::groups::{ParamGroup, step_with_group};
 use ept_train::schedule::learning_rate;
 use ept_train::seg::loss::focal_loss;
 use ept_train::{TrainError, TrainOptions};
@@ -47,32 +48,6 @@ pub struct PretrainSummary {
     pub last_epoch: [f64; 3],
     pub body: Option<PathBuf>,
     pub seconds: f64,
-}
-
-/// Ids of the rank-2 prompt parameters (pools, image→prompt biases).
-struct PromptIds {
-    path: Vec<String>,
-    ids: Vec<ParamId>,
-}
-
-impl ModuleVisitor for PromptIds {
-    fn enter_module(&mut self, name: &str, _container_type: &str) {
-        self.path.push(name.to_string());
-    }
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.pop();
-    }
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        if D == 2 && is_prompt_path(&self.path.join(".")) {
-            self.ids.push(param.id);
-        }
-    }
-}
-
-fn prompt_ids(model: &Punet) -> Vec<ParamId> {
-    let mut visitor = PromptIds { path: Vec::new(), ids: Vec::new() };
-    model.visit(&mut visitor);
-    visitor.ids
 }
 
 /// `[B, C, h, w, 1]` → `[B, C, h/f, w/f]` by averaging `f × f` cells (edges cut).
@@ -155,7 +130,7 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
         step = state.step;
         checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
     }
-    let prompts = prompt_ids(&student);
+    let prompts = ParamGroup::new(&student, &is_prompt_path);
 
     let [tx, ty] = config.data.teacher_size;
     let loader = VolumeLoader::new(
@@ -287,15 +262,15 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
                     run_dir: run_dir.display().to_string(),
                 });
             }
-            let mut grads = GradientsParams::from_grads(loss.backward(), &student);
-            let mut prompt_grads = GradientsParams::new();
-            for id in &prompts {
-                if let Some(g) = grads.remove::<2>(*id) {
-                    prompt_grads.register(*id, g);
-                }
-            }
-            student = optim.step(config.train.lr_body * lr_scale, student, grads);
-            student = optim.step(config.train.lr_prompts * lr_scale, student, prompt_grads);
+            let grads = GradientsParams::from_grads(loss.backward(), &student);
+            student = step_with_group(
+                &mut optim,
+                student,
+                grads,
+                config.train.lr_body * lr_scale,
+                &prompts,
+                config.train.lr_prompts * lr_scale,
+            );
             teacher = ema_update(teacher, &student, rates).map_err(|e| TrainError::run(&run_dir, format!("EMA update: {e}")))?;
             step += 1;
             for (s, v) in sums.iter_mut().zip(values) {

@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod evaluate;
+pub mod groups;
 pub mod metrics;
 pub mod plot;
 pub mod schedule;

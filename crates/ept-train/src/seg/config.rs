@@ -63,6 +63,11 @@ pub struct SegTrainConfig {
     #[serde(default)]
     pub seed: u64,
     pub optimizer: OptimizerConfig,
+    /// Learning rate of the prompt tensors (class prompts, image→prompt biases, EPT
+    /// prompts) when it should differ from the optimizer's (reference: 5e-3 vs 5e-4).
+    /// Follows the same schedule.
+    #[serde(default)]
+    pub lr_prompts: Option<f64>,
     #[serde(default)]
     pub schedule: ScheduleConfig,
     #[serde(default)]

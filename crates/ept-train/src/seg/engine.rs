@@ -25,6 +25,7 @@ use super::sliding::SlidingWindow;
 use crate::checkpoint::{self, TrainState};
 use crate::engine::{Log, Progress, TrainOptions, epoch_seed, finite_loss, optimizer};
 use crate::error::TrainError;
+use crate::groups::{ParamGroup, step_with_group};
 use crate::schedule::learning_rate;
 
 /// What a segmentation run produced.
@@ -117,6 +118,9 @@ pub fn train_segmentation(
     let mut notes = Vec::new();
     let mut model = build_seg_model(config, classes.clone(), &device, &mut notes)?;
     let counts = model.param_count();
+    let prompt_group = ParamGroup::new(&model, &|path| {
+        path.contains(".prompts.") || path.starts_with("punet.head_prompts.") || path.starts_with("ept.")
+    });
     let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
@@ -207,7 +211,13 @@ pub fn train_segmentation(
             }
             let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = match config.train.lr_prompts {
+                Some(prompt_lr) => {
+                    let prompt_lr = prompt_lr * lr / base_lr;
+                    step_with_group(&mut optim, model, grads, lr, &prompt_group, prompt_lr)
+                }
+                None => optim.step(lr, model, grads),
+            };
             loss_sum += value as f64;
             step += 1;
             log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
