@@ -215,3 +215,21 @@ dir = "{run}"
     assert!(!out.status.success() && text(&out).contains("base_class"), "{}", text(&out));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The 3-D network through the same pipeline: patches, 3-D sliding windows, NIfTI out.
+#[test]
+fn three_d_patches_train_and_predict() {
+    let (dir, config) = setup("3d", 5, "full");
+    let text_config = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[model.punet]\n", "[model.punet]\nspatial_dims = 3\n")
+        .replace("window = [4, 4, 1]", "window = [4, 4, 2]")
+        .replace(r#"shape = { kind = "slice2d", size = [24, 24] }"#, r#"shape = { kind = "patch3d", size = [16, 16, 4] }"#);
+    std::fs::write(&config, text_config).unwrap();
+    let out = cli(&["train", "--config", config.to_str().unwrap(), "--quiet", "--set", "train.epochs=1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let predictions: Vec<PathBuf> = std::fs::read_dir(dir.join("run/predictions")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(predictions.len(), 1);
+    assert_eq!(ept_data::read_label_map(&predictions[0]).unwrap().dims, [154, 188, 15]);
+    std::fs::remove_dir_all(&dir).ok();
+}
