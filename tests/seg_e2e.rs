@@ -233,3 +233,21 @@ fn three_d_patches_train_and_predict() {
     assert_eq!(ept_data::read_label_map(&predictions[0]).unwrap().dims, [154, 188, 15]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A NaN loss stops the run with its step and leaves the last good checkpoint loadable:
+/// resuming with a sane learning rate finishes the run.
+#[test]
+fn nan_stop_keeps_the_last_checkpoint() {
+    let (dir, config) = setup("nan", 5, "prompting");
+    let config = config.to_str().unwrap();
+    let good = cli(&["train", "--config", config, "--quiet", "--stop-after", "1"]);
+    assert!(good.status.success(), "{}", text(&good));
+    let bad = cli(&["train", "--config", config, "--quiet", "--resume", "--set", "train.optimizer.lr=1e30"]);
+    assert!(!bad.status.success(), "{}", text(&bad));
+    assert!(text(&bad).contains("loss became") && text(&bad).contains("step"), "{}", text(&bad));
+    assert!(!text(&bad).contains("panicked"), "{}", text(&bad));
+    let resumed = cli(&["train", "--config", config, "--quiet", "--resume"]);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(dir.join("run/report.md").is_file());
+    std::fs::remove_dir_all(&dir).ok();
+}
