@@ -77,6 +77,10 @@ pub struct TrainConfig {
     /// Clip the global gradient norm to this value.
     #[serde(default)]
     pub grad_clip_norm: Option<f32>,
+    /// Learning rate of the classification head when it should differ from the
+    /// optimizer's (a second parameter group; follows the same schedule).
+    #[serde(default)]
+    pub head_lr: Option<f64>,
     /// Evaluate on the validation list every this many epochs (0 = never).
     #[serde(default = "one")]
     pub eval_every: usize,

@@ -28,6 +28,7 @@ use serde_json::json;
 use crate::checkpoint::{self, TrainState};
 use crate::config::{OptimizerConfig, PipelineName, RunConfig};
 use crate::error::TrainError;
+use crate::groups::{ParamGroup, step_with_group};
 use crate::evaluate::{EvalResult, evaluate};
 use crate::schedule::learning_rate;
 
@@ -231,6 +232,8 @@ pub fn train(
         step = state.step;
         checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
     }
+    // After a resume: loading restores the saved parameter ids, which the group keys on.
+    let head_group = ParamGroup::new(&model, &|path| path.starts_with("head."));
     let mut log = Log::open(run_dir.join("metrics.jsonl"))?;
     if resume_from.is_none() {
         log.write(
@@ -289,7 +292,10 @@ pub fn train(
             let loss = loss(logits, &batch.targets, classes);
             let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
+            model = match config.train.head_lr {
+                Some(head_lr) => step_with_group(&mut optim, model, grads, lr, &head_group, head_lr * lr / base_lr),
+                None => optim.step(lr, model, grads),
+            };
             loss_sum += value as f64;
             step += 1;
             log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;

@@ -118,9 +118,6 @@ pub fn train_segmentation(
     let mut notes = Vec::new();
     let mut model = build_seg_model(config, classes.clone(), &device, &mut notes)?;
     let counts = model.param_count();
-    let prompt_group = ParamGroup::new(&model, &|path| {
-        path.contains(".prompts.") || path.starts_with("punet.head_prompts.") || path.starts_with("ept.")
-    });
     let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
@@ -135,6 +132,10 @@ pub fn train_segmentation(
         step = state.step;
         checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
     }
+    // After a resume: loading restores the saved parameter ids, which the group keys on.
+    let prompt_group = ParamGroup::new(&model, &|path| {
+        path.contains(".prompts.") || path.starts_with("punet.head_prompts.") || path.starts_with("ept.")
+    });
 
     let threads = ept_backend::worker_threads(config.data.workers);
     let mut train_volumes = set.split.train.clone();
