@@ -65,6 +65,15 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, 
     }
 }
 
+/// Prepare the run folder (see [`prepare_run_dir`]) and write the resolved config into
+/// it as `config.toml`; returns the checkpoint to resume from, if any.
+pub fn start_run(run_dir: &Path, resume: bool, config_toml: &str) -> Result<Option<PathBuf>, TrainError> {
+    let resume_from = prepare_run_dir(run_dir, resume)?;
+    let path = run_dir.join("config.toml");
+    ept_backend::fs::write_atomic(&path, config_toml.as_bytes()).map_err(|e| TrainError::write(&path, e))?;
+    Ok(resume_from)
+}
+
 /// Write the checkpoint of the epoch just finished.
 pub fn save(
     run_dir: &Path,

@@ -208,9 +208,7 @@ pub fn train(
 ) -> Result<RunSummary, TrainError> {
     let started = Instant::now();
     let run_dir = config.output.dir.clone();
-    let resume_from = checkpoint::prepare_run_dir(&run_dir, options.resume)?;
-    ept_backend::fs::write_atomic(&run_dir.join("config.toml"), config.to_toml().as_bytes())
-        .map_err(|e| TrainError::write(&run_dir.join("config.toml"), e))?;
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
 
     let train_set = config.data.train.load()?;
     let val_set = load_split(&config.data.val)?;

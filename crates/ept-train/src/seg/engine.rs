@@ -106,9 +106,7 @@ pub fn train_segmentation(
 ) -> Result<SegRunSummary, TrainError> {
     let started = Instant::now();
     let run_dir = config.output.dir.clone();
-    let resume_from = checkpoint::prepare_run_dir(&run_dir, options.resume)?;
-    ept_backend::fs::write_atomic(&run_dir.join("config.toml"), config.to_toml().as_bytes())
-        .map_err(|e| TrainError::write(&run_dir.join("config.toml"), e))?;
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
 
     let set = Arc::new(config.data.source.load()?);
     let classes = run_classes(config, &set)?;

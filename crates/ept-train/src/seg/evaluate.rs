@@ -116,18 +116,6 @@ fn write_prediction(dir: &Path, volume: &PreparedVolume, prediction: &[u8], clas
     Ok(())
 }
 
-/// A colour per run class (0 = none).
-const PALETTE: [[u8; 3]; 8] = [
-    [0, 0, 0],
-    [230, 25, 75],
-    [60, 180, 75],
-    [255, 225, 25],
-    [0, 130, 200],
-    [245, 130, 48],
-    [145, 30, 180],
-    [70, 240, 240],
-];
-
 fn write_overlay(dir: &Path, volume: &PreparedVolume, truth: &[u8], prediction: &[u8]) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::write(dir, e))?;
     let [nx, ny, nz] = volume.image.dims;
@@ -147,7 +135,7 @@ fn write_overlay(dir: &Path, volume: &PreparedVolume, truth: &[u8], prediction: 
                 if let Some(labels) = labels {
                     let class = usize::from(labels[i]);
                     if class > 0 {
-                        let colour = PALETTE[1 + (class - 1) % (PALETTE.len() - 1)];
+                        let colour = crate::plot::class_colour(class - 1);
                         rgb = std::array::from_fn(|c| ((grey as u16 + 2 * colour[c] as u16) / 3) as u8);
                     }
                 }
