@@ -69,6 +69,10 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, 
 /// it as `config.toml`; returns the checkpoint to resume from, if any.
 pub fn start_run(run_dir: &Path, resume: bool, config_toml: &str) -> Result<Option<PathBuf>, TrainError> {
     let resume_from = prepare_run_dir(run_dir, resume)?;
+    if resume_from.is_none() {
+        // A run that died before its first checkpoint starts over: drop its log.
+        let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
+    }
     let path = run_dir.join("config.toml");
     ept_backend::fs::write_atomic(&path, config_toml.as_bytes()).map_err(|e| TrainError::write(&path, e))?;
     Ok(resume_from)
@@ -174,10 +178,12 @@ pub fn truncate_log(path: &Path, epoch: usize) -> Result<(), TrainError> {
     let kept: Vec<&str> = text
         .lines()
         .filter(|line| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .ok()
-                .and_then(|v| v.get("epoch").and_then(|e| e.as_u64()))
-                .is_none_or(|e| e as usize <= epoch)
+            // A line torn by a crash does not parse and goes too.
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| {
+                v.get("epoch")
+                    .and_then(|e| e.as_u64())
+                    .is_none_or(|e| e as usize <= epoch)
+            })
         })
         .collect();
     let mut out = kept.join("\n");
