@@ -277,3 +277,20 @@ fn malicious_pickle_is_refused_without_running_anything() {
     assert!(!marker.exists(), "the pickle's payload ran");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A safetensors header that claims a 4-GiB tensor backed by 16 bytes is refused with an
+/// error naming the file, before anything of the claimed size is allocated.
+#[test]
+fn a_lying_safetensors_header_is_refused() {
+    let dir = std::env::temp_dir().join(format!("ept-lying-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let header = r#"{"w":{"dtype":"F32","shape":[1073741824],"data_offsets":[0,4294967296]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 16]);
+    let path = dir.join("lying.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = ept_backbones::checkpoint::read_checkpoint(&path).unwrap_err().to_string();
+    assert!(err.contains("lying.safetensors"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

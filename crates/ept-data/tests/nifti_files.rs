@@ -304,3 +304,16 @@ fn a_zero_vox_offset_means_voxels_right_after_the_header() {
     patch(&p, 108, &f32::NAN.to_le_bytes());
     assert!(read_volume(&p).unwrap_err().to_string().contains("vox_offset"));
 }
+
+/// A header whose dims claim ~35 TB of voxels for a file of a few bytes is refused
+/// quickly, naming the file — nothing of the claimed size is allocated (the test would
+/// abort on allocation failure or take minutes otherwise).
+#[test]
+fn a_lying_header_is_refused_without_allocating_its_claim() {
+    let dir = Scratch::new("nifti-lying");
+    let p = tiny_file(&dir, "huge.nii", &[1.0, 2.0], [1, 1, 2], NiftiDatatype::Float32);
+    patch(&p, 40, &[3, 0, 0xff, 0x7f, 0xff, 0x7f, 0xff, 0x7f]); // dim = [3, 32767, 32767, 32767]
+    let started = std::time::Instant::now();
+    let err = expect_error_naming(&p, "32767³ voxels in an 8-byte payload");
+    assert!(started.elapsed().as_secs() < 5, "{err}");
+}
