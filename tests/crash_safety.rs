@@ -10,7 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A tiny segmentation run over 5 real slabs: ~0.1 s per epoch, a checkpoint per epoch.
@@ -73,7 +76,10 @@ fn train(config: &Path, resume: bool) -> std::process::Output {
     if resume {
         args.push("--resume");
     }
-    Command::new(env!("CARGO_BIN_EXE_ept-cli")).args(&args).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ept-cli"))
+        .args(&args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -92,7 +98,9 @@ fn sigkill_at_random_moments_never_loses_the_run() {
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for _ in 0..trials {
         std::fs::remove_dir_all(dir.join("run")).unwrap();
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let delay = (state >> 33) % span;
         let mut child = Command::new(env!("CARGO_BIN_EXE_ept-cli"))
             .args(["train", "--quiet", "--config", config.to_str().unwrap()])
@@ -104,20 +112,33 @@ fn sigkill_at_random_moments_never_loses_the_run() {
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
         let has_checkpoint = std::fs::read_dir(dir.join("run/checkpoints"))
-            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("epoch-") && e.path().join("state.json").is_file()))
+            .map(|d| {
+                d.flatten().any(|e| {
+                    e.file_name().to_string_lossy().starts_with("epoch-")
+                        && e.path().join("state.json").is_file()
+                })
+            })
             .unwrap_or(false);
         let finish = train(&config, has_checkpoint);
         if !finish.status.success() {
             lost += 1;
-            eprintln!("lost after {delay} ms: {}", String::from_utf8_lossy(&finish.stderr));
+            eprintln!(
+                "lost after {delay} ms: {}",
+                String::from_utf8_lossy(&finish.stderr)
+            );
         } else if has_checkpoint {
             with_checkpoint += 1;
         } else {
             fresh += 1;
         }
     }
-    eprintln!("{trials} kills: {with_checkpoint} resumed from a checkpoint, {fresh} restarted (killed before the first), {lost} lost");
+    eprintln!(
+        "{trials} kills: {with_checkpoint} resumed from a checkpoint, {fresh} restarted (killed before the first), {lost} lost"
+    );
     assert_eq!(lost, 0);
-    assert!(with_checkpoint > 0, "no kill landed after a checkpoint; the run took {span} ms");
+    assert!(
+        with_checkpoint > 0,
+        "no kill landed after a checkpoint; the run took {span} ms"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

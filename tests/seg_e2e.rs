@@ -8,15 +8,26 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn cli(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ept-cli")).args(args).current_dir(repo()).output().unwrap()
+    Command::new(env!("CARGO_BIN_EXE_ept-cli"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap()
 }
 
 fn text(output: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// A scratch folder with a tiny segmentation config over the first `volumes` slabs.
@@ -93,13 +104,23 @@ fn train_writes_report_predictions_and_overlays_and_resume_is_exact() {
     assert!(out.status.success(), "{}", text(&out));
     let run = dir.join("run");
     let report = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(report.contains("frontal") && report.contains("parietal"), "{report}");
+    assert!(
+        report.contains("frontal") && report.contains("parietal"),
+        "{report}"
+    );
     assert!(text(&out).contains("mean Dice"), "{}", text(&out));
     // 5 volumes → split 4/0/1 (rounded): one test prediction on the source grid
-    let predictions: Vec<PathBuf> = std::fs::read_dir(run.join("predictions")).unwrap().map(|e| e.unwrap().path()).collect();
+    let predictions: Vec<PathBuf> = std::fs::read_dir(run.join("predictions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(predictions.len(), 1, "{predictions:?}");
     let prediction = ept_data::read_label_map(&predictions[0]).unwrap();
-    assert_eq!(prediction.dims, [154, 188, 15], "predictions are written on the source grid");
+    assert_eq!(
+        prediction.dims,
+        [154, 188, 15],
+        "predictions are written on the source grid"
+    );
     assert!(prediction.data.iter().all(|&v| v == 0 || v == 1 || v == 3));
     assert_eq!(std::fs::read_dir(run.join("overlays")).unwrap().count(), 1);
     assert!(run.join("method.safetensors").is_file());
@@ -110,7 +131,11 @@ fn train_writes_report_predictions_and_overlays_and_resume_is_exact() {
     let first = cli(&["train", "--config", config2, "--quiet", "--stop-after", "1"]);
     assert!(first.status.success(), "{}", text(&first));
     let again = cli(&["train", "--config", config2, "--quiet"]);
-    assert!(!again.status.success() && text(&again).contains("--resume"), "{}", text(&again));
+    assert!(
+        !again.status.success() && text(&again).contains("--resume"),
+        "{}",
+        text(&again)
+    );
     let resumed = cli(&["train", "--config", config2, "--quiet", "--resume"]);
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_eq!(losses(&run), losses(&dir2.join("run")));
@@ -122,15 +147,29 @@ fn train_writes_report_predictions_and_overlays_and_resume_is_exact() {
 fn bad_config_and_corrupt_volume_are_named() {
     let (dir, config) = setup("bad", 2, "fixed");
     let text_config = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, text_config.replace("samples_per_volume", "samples_per_vol")).unwrap();
+    std::fs::write(
+        &config,
+        text_config.replace("samples_per_volume", "samples_per_vol"),
+    )
+    .unwrap();
     let out = cli(&["train", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("samples_per_vol"), "{}", text(&out));
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
 
     std::fs::write(&config, &text_config).unwrap();
-    let out = cli(&["train", "--config", config.to_str().unwrap(), "--set", "data.classes=[9]"]);
-    assert!(!out.status.success() && text(&out).contains("data.classes"), "{}", text(&out));
+    let out = cli(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        "data.classes=[9]",
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("data.classes"),
+        "{}",
+        text(&out)
+    );
 
     // a truncated .nii.gz in the list
     let source = repo().join("datasets/brain_volumes/slab_03_t1.nii.gz");
@@ -138,8 +177,19 @@ fn bad_config_and_corrupt_volume_are_named() {
     let broken = dir.join("broken_t1.nii.gz");
     std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
     let list = std::fs::read_to_string(dir.join("volumes.csv")).unwrap();
-    let first_image = list.lines().nth(1).unwrap().split(',').next().unwrap().to_string();
-    std::fs::write(dir.join("volumes.csv"), list.replace(&first_image, broken.to_str().unwrap())).unwrap();
+    let first_image = list
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        dir.join("volumes.csv"),
+        list.replace(&first_image, broken.to_str().unwrap()),
+    )
+    .unwrap();
     let out = cli(&["train", "--config", config.to_str().unwrap()]);
     assert!(!out.status.success());
     assert!(text(&out).contains("broken_t1.nii.gz"), "{}", text(&out));
@@ -192,7 +242,10 @@ dir = "{run}"
     assert!(resumed.status.success(), "{}", text(&resumed));
     let body = dir.join("cpa/body.safetensors");
     assert!(body.is_file() && dir.join("cpa/loss_curves.png").is_file());
-    let steps = std::fs::read_to_string(dir.join("cpa/metrics.jsonl")).unwrap().matches("\"event\":\"step\"").count();
+    let steps = std::fs::read_to_string(dir.join("cpa/metrics.jsonl"))
+        .unwrap()
+        .matches("\"event\":\"step\"")
+        .count();
     assert!(steps >= 2, "{steps}");
 
     let out = cli(&[
@@ -207,12 +260,21 @@ dir = "{run}"
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let start = std::fs::read_to_string(dir.join("run/metrics.jsonl")).unwrap();
-    assert!(!start.contains("randomly initialised"), "the body must come from the file: {start}");
+    assert!(
+        !start.contains("randomly initialised"),
+        "the body must come from the file: {start}"
+    );
     // a typo in a CPA key is named
-    let bad = std::fs::read_to_string(dir.join("cpa.toml")).unwrap().replace("base_classes", "base_class");
+    let bad = std::fs::read_to_string(dir.join("cpa.toml"))
+        .unwrap()
+        .replace("base_classes", "base_class");
     std::fs::write(dir.join("cpa.toml"), bad).unwrap();
     let out = cli(&["pretrain", "--config", path]);
-    assert!(!out.status.success() && text(&out).contains("base_class"), "{}", text(&out));
+    assert!(
+        !out.status.success() && text(&out).contains("base_class"),
+        "{}",
+        text(&out)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -224,13 +286,29 @@ fn three_d_patches_train_and_predict() {
         .unwrap()
         .replace("[model.punet]\n", "[model.punet]\nspatial_dims = 3\n")
         .replace("window = [4, 4, 1]", "window = [4, 4, 2]")
-        .replace(r#"shape = { kind = "slice2d", size = [24, 24] }"#, r#"shape = { kind = "patch3d", size = [16, 16, 4] }"#);
+        .replace(
+            r#"shape = { kind = "slice2d", size = [24, 24] }"#,
+            r#"shape = { kind = "patch3d", size = [16, 16, 4] }"#,
+        );
     std::fs::write(&config, text_config).unwrap();
-    let out = cli(&["train", "--config", config.to_str().unwrap(), "--quiet", "--set", "train.epochs=1"]);
+    let out = cli(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.epochs=1",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
-    let predictions: Vec<PathBuf> = std::fs::read_dir(dir.join("run/predictions")).unwrap().map(|e| e.unwrap().path()).collect();
+    let predictions: Vec<PathBuf> = std::fs::read_dir(dir.join("run/predictions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(predictions.len(), 1);
-    assert_eq!(ept_data::read_label_map(&predictions[0]).unwrap().dims, [154, 188, 15]);
+    assert_eq!(
+        ept_data::read_label_map(&predictions[0]).unwrap().dims,
+        [154, 188, 15]
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -242,9 +320,21 @@ fn nan_stop_keeps_the_last_checkpoint() {
     let config = config.to_str().unwrap();
     let good = cli(&["train", "--config", config, "--quiet", "--stop-after", "1"]);
     assert!(good.status.success(), "{}", text(&good));
-    let bad = cli(&["train", "--config", config, "--quiet", "--resume", "--set", "train.optimizer.lr=1e30"]);
+    let bad = cli(&[
+        "train",
+        "--config",
+        config,
+        "--quiet",
+        "--resume",
+        "--set",
+        "train.optimizer.lr=1e30",
+    ]);
     assert!(!bad.status.success(), "{}", text(&bad));
-    assert!(text(&bad).contains("loss became") && text(&bad).contains("step"), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("loss became") && text(&bad).contains("step"),
+        "{}",
+        text(&bad)
+    );
     assert!(!text(&bad).contains("panicked"), "{}", text(&bad));
     let resumed = cli(&["train", "--config", config, "--quiet", "--resume"]);
     assert!(resumed.status.success(), "{}", text(&resumed));

@@ -116,7 +116,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
         if !["vit", "methods", "ept_length", "loader", "punet"].contains(group) {
-            anyhow::bail!("unknown benchmark group '{group}': expected vit, methods, ept_length, loader, punet");
+            anyhow::bail!(
+                "unknown benchmark group '{group}': expected vit, methods, ept_length, loader, punet"
+            );
         }
     }
     if groups.contains(&"loader") {

@@ -23,7 +23,9 @@ fn step_seconds(spec: &DeviceSpec, method: &SegMethodConfig, reps: usize) -> any
     let punet = config.init(&device).map_err(anyhow::Error::msg)?;
     let mut model = Some(TunedPunet::new(punet, method, vec![1], &device)?);
     let images = Tensor::<5>::random([BATCH, 1, SIZE, SIZE, 1], Distribution::Normal(0.0, 1.0), &device);
-    let labels: Vec<i64> = (0..BATCH * SIZE * SIZE).map(|i| ((i / SIZE) % 3 == 0) as i64).collect();
+    let labels: Vec<i64> = (0..BATCH * SIZE * SIZE)
+        .map(|i| ((i / SIZE) % 3 == 0) as i64)
+        .collect();
     let labels = Tensor::<4, Int>::from_data(TensorData::new(labels, [BATCH, SIZE, SIZE, 1]), &device);
     let mut optim = AdamWConfig::new().with_weight_decay(1e-2).init();
     Ok(super::bench::median_seconds(reps, || {
@@ -32,7 +34,11 @@ fn step_seconds(spec: &DeviceSpec, method: &SegMethodConfig, reps: usize) -> any
         let grads = GradientsParams::from_grads(loss.backward(), &current);
         let next = optim.step(1e-3, current, grads);
         // Read one trained value back so the step has finished when the clock stops.
-        let _ = next.punet.head_prompts.as_ref().map(|p| p.slots[1].val().into_data());
+        let _ = next
+            .punet
+            .head_prompts
+            .as_ref()
+            .map(|p| p.slots[1].val().into_data());
         model = Some(next);
     }))
 }
@@ -45,7 +51,12 @@ pub fn punet_benches(spec: &DeviceSpec, reps: usize, threads: usize, json_only: 
             "median_s": seconds, "images_per_s": BATCH as f64 / seconds, "impl": "ept"});
         println!("{line}");
         if !json_only {
-            eprintln!("  punet_train_step {:<14} {:<8} batch {BATCH}  {seconds:>8.3} s  {:>8.2} slices/s", method.name(), spec.to_string(), BATCH as f64 / seconds);
+            eprintln!(
+                "  punet_train_step {:<14} {:<8} batch {BATCH}  {seconds:>8.3} s  {:>8.2} slices/s",
+                method.name(),
+                spec.to_string(),
+                BATCH as f64 / seconds
+            );
         }
     }
     Ok(())

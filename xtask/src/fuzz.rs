@@ -57,11 +57,21 @@ fn targets() -> Vec<Target> {
     vec![
         Target {
             name: "medfmc_list",
-            seeds: &["datasets/brain_patches/lobe_train.txt", "datasets/brain_patches/lobe_multi_test.txt"],
+            seeds: &[
+                "datasets/brain_patches/lobe_train.txt",
+                "datasets/brain_patches/lobe_multi_test.txt",
+            ],
             file: "list.txt",
             parse: |bytes, dir| {
-                for syntax in [ept_data::LabelSyntax::ClassIndex, ept_data::LabelSyntax::CommaList, ept_data::LabelSyntax::SpaceList] {
-                    let format = ept_data::format::ListFormat { syntax, num_classes: 7 };
+                for syntax in [
+                    ept_data::LabelSyntax::ClassIndex,
+                    ept_data::LabelSyntax::CommaList,
+                    ept_data::LabelSyntax::SpaceList,
+                ] {
+                    let format = ept_data::format::ListFormat {
+                        syntax,
+                        num_classes: 7,
+                    };
                     let _ = ept_data::list::parse_list(bytes, &dir.join("list.txt"), dir, &format, false);
                 }
             },
@@ -72,14 +82,22 @@ fn targets() -> Vec<Target> {
             file: "list.csv",
             parse: |bytes, dir| {
                 for multi_label in [false, true] {
-                    let options = ept_data::csv::CsvOptions { multi_label, num_classes: None, check_images: false };
+                    let options = ept_data::csv::CsvOptions {
+                        multi_label,
+                        num_classes: None,
+                        check_images: false,
+                    };
                     let _ = ept_data::csv::parse_csv(bytes, &dir.join("list.csv"), dir, &options);
                 }
             },
         },
         Target {
             name: "toml_config",
-            seeds: &["configs/demo/brain_lobes.toml", "configs/punet/brain_lobes.toml", "configs/cpa/brain_lobes.toml"],
+            seeds: &[
+                "configs/demo/brain_lobes.toml",
+                "configs/punet/brain_lobes.toml",
+                "configs/cpa/brain_lobes.toml",
+            ],
             file: "run.toml",
             parse: |bytes, dir| {
                 let path = write(&dir.join("run.toml"), bytes);
@@ -92,7 +110,10 @@ fn targets() -> Vec<Target> {
         },
         Target {
             name: "nifti_gz",
-            seeds: &["datasets/brain_volumes/slab_00_lobes.nii.gz", "datasets/brain_volumes/slab_09_lobes.nii.gz"],
+            seeds: &[
+                "datasets/brain_volumes/slab_00_lobes.nii.gz",
+                "datasets/brain_volumes/slab_09_lobes.nii.gz",
+            ],
             file: "volume.nii.gz",
             parse: |bytes, dir| {
                 let path = write(&dir.join("volume.nii.gz"), bytes);
@@ -120,7 +141,10 @@ fn targets() -> Vec<Target> {
         },
         Target {
             name: "safetensors",
-            seeds: &["tests/fixtures/vit_tiny/weights_timm.safetensors", "tests/fixtures/methods/vp.safetensors"],
+            seeds: &[
+                "tests/fixtures/vit_tiny/weights_timm.safetensors",
+                "tests/fixtures/methods/vp.safetensors",
+            ],
             file: "weights.safetensors",
             parse: |bytes, dir| {
                 let path = write(&dir.join("weights.safetensors"), bytes);
@@ -129,7 +153,10 @@ fn targets() -> Vec<Target> {
         },
         Target {
             name: "pth",
-            seeds: &["tests/fixtures/vit_tiny/weights_timm.pth", "tests/fixtures/vit_tiny/weights_mmcls.pth"],
+            seeds: &[
+                "tests/fixtures/vit_tiny/weights_timm.pth",
+                "tests/fixtures/vit_tiny/weights_mmcls.pth",
+            ],
             file: "weights.pth",
             parse: |bytes, dir| {
                 let path = write(&dir.join("weights.pth"), bytes);
@@ -155,7 +182,9 @@ fn make_seeds(root: &Path) -> anyhow::Result<()> {
     let dir = root.join("target/fuzz-seeds");
     std::fs::create_dir_all(&dir)?;
     let slab = ept_data::read_label_map(&root.join("datasets/brain_volumes/slab_05_lobes.nii.gz"))?;
-    let small: Vec<u8> = (0..8 * 8 * 2).map(|i| slab.data[i * 97 % slab.data.len()] as u8).collect();
+    let small: Vec<u8> = (0..8 * 8 * 2)
+        .map(|i| slab.data[i * 97 % slab.data.len()] as u8)
+        .collect();
     let mut volume = slab.map(|v| *v as f32);
     volume.dims = [8, 8, 2];
     volume.data = small.iter().map(|v| *v as f32).collect();
@@ -230,25 +259,35 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
     let root = repo().canonicalize()?;
     make_seeds(&root)?;
     let seconds = args.seconds.unwrap_or(if args.quick { 2 } else { 60 });
-    let wanted: Option<Vec<String>> = args.targets.as_ref().map(|t| t.split(',').map(|s| s.trim().to_string()).collect());
+    let wanted: Option<Vec<String>> = args
+        .targets
+        .as_ref()
+        .map(|t| t.split(',').map(|s| s.trim().to_string()).collect());
     let all = targets();
     if let Some(w) = &wanted
         && let Some(bad) = w.iter().find(|n| !all.iter().any(|t| t.name == n.as_str()))
     {
-        anyhow::bail!("unknown fuzz target '{bad}': {}", all.iter().map(|t| t.name).collect::<Vec<_>>().join(", "));
+        anyhow::bail!(
+            "unknown fuzz target '{bad}': {}",
+            all.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+        );
     }
     // Panics are the signal; keep their messages off the terminal.
     std::panic::set_hook(Box::new(|_| {}));
     let scratch = std::env::temp_dir().join(format!("ept-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let mut crashes_total = 0;
-    for target in all.iter().filter(|t| wanted.as_ref().is_none_or(|w| w.iter().any(|n| n == t.name))) {
+    for target in all
+        .iter()
+        .filter(|t| wanted.as_ref().is_none_or(|w| w.iter().any(|n| n == t.name)))
+    {
         let seeds: Vec<Vec<u8>> = target
             .seeds
             .iter()
             .map(|s| std::fs::read(root.join(s)).map_err(|e| anyhow::anyhow!("seed {s}: {e}")))
             .collect::<Result<_, _>>()?;
-        let mut rng = Rng::new(args.seed).fork(target.name.len() as u64 * 7919 + target.name.as_bytes()[0] as u64);
+        let mut rng =
+            Rng::new(args.seed).fork(target.name.len() as u64 * 7919 + target.name.as_bytes()[0] as u64);
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let (mut executions, mut crashes) = (0u64, 0u64);
         let crash_dir = root.join("target/fuzz-crashes").join(target.name);
@@ -274,7 +313,10 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
             }
         }
         crashes_total += crashes;
-        println!("{}", json!({"target": target.name, "seconds": seconds, "executions": executions, "crashes": crashes}));
+        println!(
+            "{}",
+            json!({"target": target.name, "seconds": seconds, "executions": executions, "crashes": crashes})
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
     let _ = std::panic::take_hook();
@@ -286,5 +328,7 @@ pub fn run(args: &FuzzArgs) -> anyhow::Result<()> {
 
 /// A small stable hash to name crash files.
 fn fxhash(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }

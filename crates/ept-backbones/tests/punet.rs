@@ -29,7 +29,10 @@ fn reference_parameter_counts() {
     .init(&device())
     .unwrap();
     let counts = fixed.counts();
-    assert_eq!((counts.body, counts.fixed_head, counts.prompts_total), (6_758_304, 130, 0));
+    assert_eq!(
+        (counts.body, counts.fixed_head, counts.prompts_total),
+        (6_758_304, 130, 0)
+    );
 }
 
 fn small(spatial_dims: usize, layout: WindowLayout, head: HeadKind) -> PunetConfig {
@@ -60,30 +63,46 @@ fn shapes_2d_and_3d_for_both_layouts_and_heads() {
             assert!(!logits.clone().is_nan().any().into_scalar::<bool>());
         }
         let images = Tensor::<5>::random([1, 1, 32, 32, 1], Distribution::Normal(0.0, 1.0), &device());
-        assert_eq!(model.forward(images, &[3, 1], &NoUnetHooks).dims(), [1, 3, 32, 32, 1]);
+        assert_eq!(
+            model.forward(images, &[3, 1], &NoUnetHooks).dims(),
+            [1, 3, 32, 32, 1]
+        );
 
         // 3-D
         let model = small(3, layout, HeadKind::Similarity).init(&device()).unwrap();
         let volume = Tensor::<5>::random([1, 1, 24, 16, 12], Distribution::Normal(0.0, 1.0), &device());
-        assert_eq!(model.forward(volume.clone(), &[1], &NoUnetHooks).dims(), [1, 2, 24, 16, 12]);
+        assert_eq!(
+            model.forward(volume.clone(), &[1], &NoUnetHooks).dims(),
+            [1, 2, 24, 16, 12]
+        );
         let fixed = small(3, layout, HeadKind::Fixed).init(&device()).unwrap();
-        assert_eq!(fixed.forward(volume, &[], &NoUnetHooks).dims(), [1, 3, 24, 16, 12]);
+        assert_eq!(
+            fixed.forward(volume, &[], &NoUnetHooks).dims(),
+            [1, 3, 24, 16, 12]
+        );
     }
 }
 
 #[test]
 fn prompts_change_the_output_and_the_head_is_per_class() {
-    let model = small(2, WindowLayout::Contiguous, HeadKind::Similarity).init(&device()).unwrap();
+    let model = small(2, WindowLayout::Contiguous, HeadKind::Similarity)
+        .init(&device())
+        .unwrap();
     let images = Tensor::<5>::random([1, 1, 16, 16, 1], Distribution::Normal(0.0, 1.0), &device());
     let a = model.forward(images.clone(), &[1], &NoUnetHooks);
     let b = model.forward(images, &[2], &NoUnetHooks);
     let diff: f32 = (a - b).abs().max().into_scalar();
-    assert!(diff > 1e-4, "different class prompts must give different logits ({diff})");
+    assert!(
+        diff > 1e-4,
+        "different class prompts must give different logits ({diff})"
+    );
 }
 
 #[test]
 fn bad_inputs_are_explained() {
-    let model = small(2, WindowLayout::Contiguous, HeadKind::Similarity).init(&device()).unwrap();
+    let model = small(2, WindowLayout::Contiguous, HeadKind::Similarity)
+        .init(&device())
+        .unwrap();
     let err = model.check_input([1, 1, 16, 16, 4], &[1]).unwrap_err();
     assert!(err.contains("2-D"), "{err}");
     let err = model.check_input([1, 3, 16, 16, 1], &[1]).unwrap_err();

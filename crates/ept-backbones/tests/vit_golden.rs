@@ -290,7 +290,9 @@ fn a_lying_safetensors_header_is_refused() {
     bytes.extend_from_slice(&[0u8; 16]);
     let path = dir.join("lying.safetensors");
     std::fs::write(&path, &bytes).unwrap();
-    let err = ept_backbones::checkpoint::read_checkpoint(&path).unwrap_err().to_string();
+    let err = ept_backbones::checkpoint::read_checkpoint(&path)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("lying.safetensors"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }

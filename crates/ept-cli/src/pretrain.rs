@@ -25,7 +25,10 @@ pub fn run(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
         summary.seconds
     );
     if let Some(body) = summary.body {
-        println!("pretrained body: {} (use it as model.checkpoint of a segmentation config)", body.display());
+        println!(
+            "pretrained body: {} (use it as model.checkpoint of a segmentation config)",
+            body.display()
+        );
     }
     Ok(())
 }

@@ -20,10 +20,18 @@ pub fn train(config: &SegRunConfig, device: &DeviceSpec, options: &TrainOptions)
         config.method.name(),
         summary.seconds
     );
-    for (split, result) in [("val (untrained)", &summary.val_before), ("val", &summary.val), ("test", &summary.test)] {
+    for (split, result) in [
+        ("val (untrained)", &summary.val_before),
+        ("val", &summary.val),
+        ("test", &summary.test),
+    ] {
         if let Some(r) = result {
             let per_class: Vec<String> = r.per_class.iter().map(|d| pct(*d)).collect();
-            println!("{split}: mean Dice {} % (per class: {})", pct(r.mean_dice), per_class.join(", "));
+            println!(
+                "{split}: mean Dice {} % (per class: {})",
+                pct(r.mean_dice),
+                per_class.join(", ")
+            );
         }
     }
     println!("report: {}", summary.run_dir.join("report.md").display());

@@ -139,12 +139,23 @@ fn decay() -> f64 {
 
 impl PretrainConfig {
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
-        let config: PretrainConfig = table.try_into().map_err(|e: toml::de::Error| TrainError::config(path, e))?;
+        let config: PretrainConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::config(path, e))?;
         if config.task != "pretrain" {
-            return Err(TrainError::config(path, format!("task = {:?}: expected \"pretrain\"", config.task)));
+            return Err(TrainError::config(
+                path,
+                format!("task = {:?}: expected \"pretrain\"", config.task),
+            ));
         }
         let [tx, ty] = config.data.teacher_size;
-        if config.data.student_sizes.is_empty() || config.data.student_sizes.iter().any(|[x, y]| *x > tx || *y > ty || *x < 8 || *y < 8) {
+        if config.data.student_sizes.is_empty()
+            || config
+                .data
+                .student_sizes
+                .iter()
+                .any(|[x, y]| *x > tx || *y > ty || *x < 8 || *y < 8)
+        {
             return Err(TrainError::config(
                 path,
                 "data.student_sizes: one or more crops, each at least 8 and at most data.teacher_size",
@@ -154,7 +165,10 @@ impl PretrainConfig {
             return Err(TrainError::config(path, "cpa.base_classes is empty"));
         }
         if config.train.epochs == 0 || config.train.batch_size == 0 {
-            return Err(TrainError::config(path, "train.epochs and train.batch_size must be at least 1"));
+            return Err(TrainError::config(
+                path,
+                "train.epochs and train.batch_size must be at least 1",
+            ));
         }
         Ok(config)
     }

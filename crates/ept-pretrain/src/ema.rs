@@ -39,13 +39,30 @@ pub fn ema_update(mut teacher: Punet, student: &Punet, rates: EmaRates) -> Resul
     let mut updated = Vec::new();
     for snapshot in teacher.collect(None, None, false) {
         let name = snapshot.name.clone();
-        let Some(s) = student_values.get(&name) else { continue };
+        let Some(s) = student_values.get(&name) else {
+            continue;
+        };
         let id = snapshot.param_id;
         let t = bridge::into_data(snapshot).map_err(|e| e.to_string())?;
-        let tau = if is_prompt_path(&name) { rates.prompts } else { rates.body } as f32;
-        let (tv, sv) = (t.try_to_vec::<f32>().map_err(|e| format!("{name}: {e:?}"))?, s.try_to_vec::<f32>().map_err(|e| format!("{name}: {e:?}"))?);
-        let blended: Vec<f32> = tv.iter().zip(&sv).map(|(t, s)| tau * t + (1.0 - tau) * s).collect();
-        updated.push(bridge::from_data(TensorData::new(blended, t.shape().to_vec()), name, id));
+        let tau = if is_prompt_path(&name) {
+            rates.prompts
+        } else {
+            rates.body
+        } as f32;
+        let (tv, sv) = (
+            t.try_to_vec::<f32>().map_err(|e| format!("{name}: {e:?}"))?,
+            s.try_to_vec::<f32>().map_err(|e| format!("{name}: {e:?}"))?,
+        );
+        let blended: Vec<f32> = tv
+            .iter()
+            .zip(&sv)
+            .map(|(t, s)| tau * t + (1.0 - tau) * s)
+            .collect();
+        updated.push(bridge::from_data(
+            TensorData::new(blended, t.shape().to_vec()),
+            name,
+            id,
+        ));
     }
     let result = teacher.apply(updated, None, None, false);
     match result.errors.first() {
@@ -64,7 +81,12 @@ mod tests {
         model
             .collect(None, None, false)
             .into_iter()
-            .map(|s| (s.name.clone(), bridge::into_data(s).unwrap().try_to_vec::<f32>().unwrap()))
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    bridge::into_data(s).unwrap().try_to_vec::<f32>().unwrap(),
+                )
+            })
             .collect()
     }
 
@@ -84,14 +106,25 @@ mod tests {
         let teacher = config.init(&device).unwrap();
         let student = config.init(&device).unwrap();
         let (t0, s0) = (values(&teacher), values(&student));
-        let rates = EmaRates { body: 0.99, prompts: 0.9 };
+        let rates = EmaRates {
+            body: 0.99,
+            prompts: 0.9,
+        };
         let after = values(&ema_update(teacher, &student, rates).unwrap());
         let mut prompts = 0;
         for (name, new) in &after {
-            let tau = if is_prompt_path(name) { rates.prompts } else { rates.body } as f32;
+            let tau = if is_prompt_path(name) {
+                rates.prompts
+            } else {
+                rates.body
+            } as f32;
             prompts += is_prompt_path(name) as usize;
             for ((n, t), s) in new.iter().zip(&t0[name]).zip(&s0[name]) {
-                let expected = if is_buffer(name) { *t } else { tau * t + (1.0 - tau) * s };
+                let expected = if is_buffer(name) {
+                    *t
+                } else {
+                    tau * t + (1.0 - tau) * s
+                };
                 assert_eq!(*n, expected, "{name}");
             }
         }

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use burn::module::Module;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::ToElement;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use ept_backbones::unet::io::{load_punet_weights, save_punet};
@@ -82,7 +82,9 @@ fn build(config: &PretrainConfig, device: &Device) -> Result<Punet, TrainError> 
         head: HeadKind::Similarity,
         ..config.model.punet.clone()
     };
-    punet.init(device).map_err(|e| TrainError::config(&config.output.dir, format!("model.punet: {e}")))
+    punet
+        .init(device)
+        .map_err(|e| TrainError::config(&config.output.dir, format!("model.punet: {e}")))
 }
 
 fn write_checkpoint(dir_file: &Path, student: &Punet, teacher: &Punet) -> Result<(), TrainError> {
@@ -93,21 +95,44 @@ fn write_checkpoint(dir_file: &Path, student: &Punet, teacher: &Punet) -> Result
 }
 
 /// Pre-train a PUNet body with CPA.
-pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptions) -> Result<PretrainSummary, TrainError> {
+pub fn pretrain(
+    config: &PretrainConfig,
+    spec: &DeviceSpec,
+    options: &TrainOptions,
+) -> Result<PretrainSummary, TrainError> {
     let started = Instant::now();
     let run_dir = config.output.dir.clone();
     let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
 
     let set = Arc::new(config.data.source.load()?);
-    if let Some(bad) = config.cpa.base_classes.iter().find(|c| **c == 0 || **c >= set.num_classes()) {
-        return Err(TrainError::config(&run_dir, format!("cpa.base_classes: {bad} is not a foreground class (1..{})", set.num_classes() - 1)));
+    if let Some(bad) = config
+        .cpa
+        .base_classes
+        .iter()
+        .find(|c| **c == 0 || **c >= set.num_classes())
+    {
+        return Err(TrainError::config(
+            &run_dir,
+            format!(
+                "cpa.base_classes: {bad} is not a foreground class (1..{})",
+                set.num_classes() - 1
+            ),
+        ));
     }
     let device = spec.autodiff_device();
     let inference = spec.device();
     ept_backend::seed_everything(&device, config.train.seed);
     let mut student = build(config, &device)?;
-    if let Some(k) = config.cpa.base_classes.iter().find(|k| **k >= student.config.class_slots) {
-        return Err(TrainError::config(&run_dir, format!("class {k} needs a prompt slot: raise model.punet.class_slots")));
+    if let Some(k) = config
+        .cpa
+        .base_classes
+        .iter()
+        .find(|k| **k >= student.config.class_slots)
+    {
+        return Err(TrainError::config(
+            &run_dir,
+            format!("class {k} needs a prompt slot: raise model.punet.class_slots"),
+        ));
     }
     let mut teacher = student.valid();
     let clip = config.train.grad_clip_norm.map(GradientClippingConfig::Norm);
@@ -118,9 +143,13 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
         let (state, restored) = checkpoint::load_with(dir, optim, |file| {
-            student = load_punet_weights(student.clone(), file).map_err(|e| TrainError::run(file, e))?.0;
+            student = load_punet_weights(student.clone(), file)
+                .map_err(|e| TrainError::run(file, e))?
+                .0;
             let teacher_file = file.with_file_name("teacher.safetensors");
-            teacher = load_punet_weights(teacher.clone(), &teacher_file).map_err(|e| TrainError::run(&teacher_file, e))?.0;
+            teacher = load_punet_weights(teacher.clone(), &teacher_file)
+                .map_err(|e| TrainError::run(&teacher_file, e))?
+                .0;
             Ok(())
         })?;
         optim = restored;
@@ -168,8 +197,10 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
         writeln!(log, "{record}").map_err(|e| TrainError::write(&log_path, e))
     };
     if resume_from.is_none() {
-        write_log(json!({"event": "start", "task": "pretrain", "params": student.counts().total,
-            "train_volumes": set.split.train.len(), "base_classes": config.cpa.base_classes}))?;
+        write_log(
+            json!({"event": "start", "task": "pretrain", "params": student.counts().total,
+            "train_volumes": set.split.train.len(), "base_classes": config.cpa.base_classes}),
+        )?;
     }
     let steps_per_epoch = loader.batch_indices(0).len();
     let total_steps = steps_per_epoch * config.train.epochs;
@@ -184,12 +215,17 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
         for (i, batch) in loader.epoch(epoch as u64).enumerate() {
             let batch = batch?;
             let b = batch.len();
-            let mut rngs: Vec<Rng> = (0..b).map(|k| sample_rng(config.train.seed ^ 0xC9A, epoch as u64, i * b + k)).collect();
+            let mut rngs: Vec<Rng> = (0..b)
+                .map(|k| sample_rng(config.train.seed ^ 0xC9A, epoch as u64, i * b + k))
+                .collect();
             let class = config.cpa.base_classes[rngs[0].below(config.cpa.base_classes.len())];
             let classes = [class];
 
             // Teacher: embeddings of the whole crop, prototypes and target assignments.
-            let teacher_images = Tensor::<5>::from_data(TensorData::new(batch.images.clone(), [b, 1, tx, ty, 1]), &inference);
+            let teacher_images = Tensor::<5>::from_data(
+                TensorData::new(batch.images.clone(), [b, 1, tx, ty, 1]),
+                &inference,
+            );
             let teacher_features = teacher.features(teacher_images, &classes, &NoUnetHooks);
             let targets_grid = pool(teacher_features.clone(), 2); // ¼ resolution
             let seeds = pool(teacher_features, 4); // ⅛ resolution
@@ -205,7 +241,8 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
                     rows(&seeds, k),
                     tensor2(seed_coords.clone(), 3, &inference),
                 );
-                let targets = SoftKMeans::assign(rows(&targets_grid, k), mu.clone(), config.cpa.teacher_temperature);
+                let targets =
+                    SoftKMeans::assign(rows(&targets_grid, k), mu.clone(), config.cpa.teacher_temperature);
                 per_item.push((to_device2(mu, &device), to_device2(targets, &device)));
             }
 
@@ -213,10 +250,22 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
             let mut seg_total: Option<Tensor<1>> = None;
             let mut cpa_total: Option<Tensor<1>> = None;
             for size in &config.data.student_sizes {
-                let view = student_view(&batch.images, &batch.labels, b, [tx, ty], *size, config.data.student_intensity, &mut rngs);
+                let view = student_view(
+                    &batch.images,
+                    &batch.labels,
+                    b,
+                    [tx, ty],
+                    *size,
+                    config.data.student_intensity,
+                    &mut rngs,
+                );
                 let [sx, sy] = *size;
                 let images = Tensor::<5>::from_data(TensorData::new(view.images, [b, 1, sx, sy, 1]), &device);
-                let labels: Vec<i64> = view.labels.iter().map(|&l| (l as usize == class) as i64).collect();
+                let labels: Vec<i64> = view
+                    .labels
+                    .iter()
+                    .map(|&l| (l as usize == class) as i64)
+                    .collect();
                 let labels = Tensor::<4, Int>::from_data(TensorData::new(labels, [b, sx, sy, 1]), &device);
                 let (logits, features) = student.forward_with_features(images, &classes, &NoUnetHooks);
                 let seg = focal_loss(logits, labels, config.cpa.focal_gamma);
@@ -225,7 +274,8 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
                 let mut cpa_items = Vec::new();
                 for (k, (mu, targets)) in per_item.iter().enumerate() {
                     let coords = grid_coords(sh, sw, 4, view.offsets[k]);
-                    let matched = match_positions(&coords, &teacher_coords, config.cpa.max_match_distance, 2.0);
+                    let matched =
+                        match_positions(&coords, &teacher_coords, config.cpa.max_match_distance, 2.0);
                     let (student_rows, teacher_rows): (Vec<i64>, Vec<i64>) = matched
                         .iter()
                         .enumerate()
@@ -234,16 +284,24 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
                     if student_rows.is_empty() {
                         continue;
                     }
-                    let index = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), &device);
+                    let index = |v: Vec<i64>| {
+                        Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), &device)
+                    };
                     let s = rows(&pooled, k).select(0, index(student_rows));
                     let t = targets.clone().select(0, index(teacher_rows));
                     cpa_items.push(assignment_loss(s, mu.clone(), t, config.cpa.student_temperature));
                 }
-                seg_total = Some(match seg_total { Some(t) => t + seg, None => seg });
+                seg_total = Some(match seg_total {
+                    Some(t) => t + seg,
+                    None => seg,
+                });
                 if !cpa_items.is_empty() {
                     let n = cpa_items.len();
                     let mean = Tensor::cat(cpa_items, 0).sum().div_scalar(n as f64);
-                    cpa_total = Some(match cpa_total { Some(t) => t + mean, None => mean });
+                    cpa_total = Some(match cpa_total {
+                        Some(t) => t + mean,
+                        None => mean,
+                    });
                 }
             }
             let seg = seg_total.expect("at least one student view");
@@ -269,12 +327,15 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
                 &prompts,
                 config.train.lr_prompts * lr_scale,
             );
-            teacher = ema_update(teacher, &student, rates).map_err(|e| TrainError::run(&run_dir, format!("EMA update: {e}")))?;
+            teacher = ema_update(teacher, &student, rates)
+                .map_err(|e| TrainError::run(&run_dir, format!("EMA update: {e}")))?;
             step += 1;
             for (s, v) in sums.iter_mut().zip(values) {
                 *s += v;
             }
-            write_log(json!({"event": "step", "epoch": epoch, "step": step, "loss": values[0], "seg": values[1], "cpa": values[2]}))?;
+            write_log(
+                json!({"event": "step", "epoch": epoch, "step": step, "loss": values[0], "seg": values[1], "cpa": values[2]}),
+            )?;
             if !options.quiet {
                 eprint!(
                     "\repoch {}/{} step {}/{steps_per_epoch} loss {:.4} (seg {:.4}, cpa {:.4})   ",
@@ -295,11 +356,20 @@ pub fn pretrain(config: &PretrainConfig, spec: &DeviceSpec, options: &TrainOptio
             first = means;
         }
         last = means;
-        write_log(json!({"event": "epoch", "epoch": epoch, "step": step, "mean_loss": means[0], "mean_seg": means[1],
-            "mean_cpa": means[2], "seconds": epoch_start.elapsed().as_secs_f64()}))?;
-        checkpoint::save_with(&run_dir, &optim, &TrainState { epoch, step, seed: config.train.seed }, |file| {
-            write_checkpoint(file, &student, &teacher)
-        })?;
+        write_log(
+            json!({"event": "epoch", "epoch": epoch, "step": step, "mean_loss": means[0], "mean_seg": means[1],
+            "mean_cpa": means[2], "seconds": epoch_start.elapsed().as_secs_f64()}),
+        )?;
+        checkpoint::save_with(
+            &run_dir,
+            &optim,
+            &TrainState {
+                epoch,
+                step,
+                seed: config.train.seed,
+            },
+            |file| write_checkpoint(file, &student, &teacher),
+        )?;
     }
     let mut body = None;
     if last_epoch == config.train.epochs {

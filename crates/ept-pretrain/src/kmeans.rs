@@ -67,8 +67,16 @@ impl SoftKMeans {
         let mut centres = self.scale_z(prototype_coords.detach());
         let sigma = self.fwhm / 2.355;
         for _ in 0..self.iterations {
-            let s = softmax(normed.clone().matmul(mu.clone().transpose()).div_scalar(self.temperature), 1);
-            let g = squared_distances(coords.clone(), centres.clone()).div_scalar(-2.0 * sigma * sigma).exp();
+            let s = softmax(
+                normed
+                    .clone()
+                    .matmul(mu.clone().transpose())
+                    .div_scalar(self.temperature),
+                1,
+            );
+            let g = squared_distances(coords.clone(), centres.clone())
+                .div_scalar(-2.0 * sigma * sigma)
+                .exp();
             let w = s * g; // [N, P]
             let mass = w.clone().sum_dim(0).transpose().clamp_min(1e-12); // [P, 1]
             mu = normalize_rows(w.clone().transpose().matmul(features.clone()) / mass.clone());
@@ -83,7 +91,12 @@ impl SoftKMeans {
 
     /// Soft assignments `softmax_p(ê · μ̂ / τ)` `[N, P]` of `features` to `prototypes`.
     pub fn assign(features: Tensor<2>, prototypes: Tensor<2>, temperature: f64) -> Tensor<2> {
-        softmax(normalize_rows(features).matmul(prototypes.transpose()).div_scalar(temperature), 1)
+        softmax(
+            normalize_rows(features)
+                .matmul(prototypes.transpose())
+                .div_scalar(temperature),
+            1,
+        )
     }
 }
 
@@ -115,12 +128,20 @@ mod tests {
         let coords_t = Tensor::<2>::from_data(TensorData::new(coords.clone(), [n, 3]), &device);
         // initial prototypes: members 5 (cluster 2), 1 (cluster 1), 3 (cluster 0)
         let init: Vec<usize> = vec![5, 1, 3];
-        let pick = |data: &[f32], w: usize| -> Vec<f32> { init.iter().flat_map(|&i| data[i * w..(i + 1) * w].to_vec()).collect() };
+        let pick = |data: &[f32], w: usize| -> Vec<f32> {
+            init.iter()
+                .flat_map(|&i| data[i * w..(i + 1) * w].to_vec())
+                .collect()
+        };
         let protos = Tensor::<2>::from_data(TensorData::new(pick(&feats, 4), [3, 4]), &device);
         let proto_coords = Tensor::<2>::from_data(TensorData::new(pick(&coords, 3), [3, 3]), &device);
         let (mu, _) = SoftKMeans::default().cluster(features.clone(), coords_t, protos, proto_coords);
         let assignment = SoftKMeans::assign(features, mu, 0.033).argmax(1);
-        let assignment: Vec<i64> = assignment.into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        let assignment: Vec<i64> = assignment
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
         let expected_proto = [2i64, 1, 0]; // cluster k was seeded by prototype expected_proto[k]
         for (a, k) in assignment.iter().zip(&truth) {
             assert_eq!(*a, expected_proto[*k]);

@@ -6,12 +6,12 @@
 //! assignments ([`loss`]) next to a focal segmentation loss on base classes; the teacher
 //! follows the student by EMA ([`ema`]).
 
+pub mod config;
 pub mod ema;
+pub mod engine;
 pub mod kmeans;
 pub mod loss;
 pub mod matching;
-pub mod config;
-pub mod engine;
 pub mod report;
 pub mod views;
 

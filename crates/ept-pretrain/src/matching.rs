@@ -4,7 +4,12 @@
 
 /// For each student position (`[N_s, 3]` row-major coordinates), the index of the
 /// nearest teacher position, or `None` when none is within `max_distance`.
-pub fn match_positions(student: &[f32], teacher: &[f32], max_distance: f32, z_scale: f32) -> Vec<Option<usize>> {
+pub fn match_positions(
+    student: &[f32],
+    teacher: &[f32],
+    max_distance: f32,
+    z_scale: f32,
+) -> Vec<Option<usize>> {
     let limit = max_distance * max_distance;
     student
         .chunks_exact(3)
@@ -28,7 +33,9 @@ mod tests {
 
     fn grid(offset: [f32; 2], size: usize, step: f32) -> Vec<f32> {
         (0..size)
-            .flat_map(|i| (0..size).flat_map(move |j| [offset[0] + i as f32 * step, offset[1] + j as f32 * step, 3.0]))
+            .flat_map(|i| {
+                (0..size).flat_map(move |j| [offset[0] + i as f32 * step, offset[1] + j as f32 * step, 3.0])
+            })
             .collect()
     }
 
@@ -52,6 +59,9 @@ mod tests {
         let teacher = vec![0.0, 0.0, 0.0];
         let student = vec![3.0, 0.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 1.5];
         // (3,0,0) at 3 ≤ 4: kept; (5,0,0) at 5: dropped; z 1.5 × 2 = 3: kept
-        assert_eq!(match_positions(&student, &teacher, 4.0, 2.0), vec![Some(0), None, Some(0)]);
+        assert_eq!(
+            match_positions(&student, &teacher, 4.0, 2.0),
+            vec![Some(0), None, Some(0)]
+        );
     }
 }

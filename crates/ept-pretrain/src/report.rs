@@ -10,7 +10,9 @@ pub fn write_loss_curves(log: &Path, png: &Path) -> Result<(), TrainError> {
     let text = std::fs::read_to_string(log).map_err(|e| TrainError::run(log, e))?;
     let mut series: [Vec<f64>; 3] = Default::default();
     for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
         if v["event"] != "step" {
             continue;
         }
@@ -18,13 +20,27 @@ pub fn write_loss_curves(log: &Path, png: &Path) -> Result<(), TrainError> {
             s.push(v[key].as_f64().unwrap_or(f64::NAN));
         }
     }
-    let mut canvas = Canvas::new(640, 360, "CPA PRE-TRAINING: LOSS / MAX (BLACK TOTAL, BLUE SEG, RED CPA)");
+    let mut canvas = Canvas::new(
+        640,
+        360,
+        "CPA PRE-TRAINING: LOSS / MAX (BLACK TOTAL, BLUE SEG, RED CPA)",
+    );
     let colours = [[0, 0, 0], [30, 90, 200], [200, 40, 40]];
     for (s, colour) in series.iter().zip(colours) {
-        let max = s.iter().copied().filter(|v| v.is_finite()).fold(f64::MIN_POSITIVE, f64::max);
+        let max = s
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(f64::MIN_POSITIVE, f64::max);
         let n = s.len().max(2) - 1;
         for (i, pair) in s.windows(2).enumerate() {
-            canvas.line(i as f64 / n as f64, pair[0] / max, (i + 1) as f64 / n as f64, pair[1] / max, colour);
+            canvas.line(
+                i as f64 / n as f64,
+                pair[0] / max,
+                (i + 1) as f64 / n as f64,
+                pair[1] / max,
+                colour,
+            );
         }
     }
     canvas.axes("STEP", "LOSS");

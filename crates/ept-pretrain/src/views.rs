@@ -92,6 +92,9 @@ mod tests {
 
     #[test]
     fn grid_centres_follow_the_pooling_factor() {
-        assert_eq!(grid_coords(1, 2, 4, [10, 0]), vec![11.5, 1.5, 0.0, 11.5, 5.5, 0.0]);
+        assert_eq!(
+            grid_coords(1, 2, 4, [10, 0]),
+            vec![11.5, 1.5, 0.0, 11.5, 5.5, 0.0]
+        );
     }
 }

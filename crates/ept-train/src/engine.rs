@@ -28,8 +28,8 @@ use serde_json::json;
 use crate::checkpoint::{self, TrainState};
 use crate::config::{OptimizerConfig, PipelineName, RunConfig};
 use crate::error::TrainError;
-use crate::groups::{ParamGroup, step_with_group};
 use crate::evaluate::{EvalResult, evaluate};
+use crate::groups::{ParamGroup, step_with_group};
 use crate::schedule::learning_rate;
 
 /// How to run (beyond the config).
@@ -127,7 +127,13 @@ pub fn loss(logits: Tensor<2>, targets: &BatchTargets, num_classes: usize) -> Te
 }
 
 /// The loss value, or the typed error that stops a run whose loss is NaN/∞.
-pub(crate) fn finite_loss(loss: &Tensor<1>, epoch: usize, step: usize, lr: f64, run_dir: &std::path::Path) -> Result<f32, TrainError> {
+pub(crate) fn finite_loss(
+    loss: &Tensor<1>,
+    epoch: usize,
+    step: usize,
+    lr: f64,
+    run_dir: &std::path::Path,
+) -> Result<f32, TrainError> {
     let value: f32 = loss.clone().into_scalar::<f32>().to_f32();
     if value.is_finite() {
         Ok(value)
@@ -291,14 +297,21 @@ pub fn train(
             let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = match config.train.head_lr {
-                Some(head_lr) => step_with_group(&mut optim, model, grads, lr, &head_group, head_lr * lr / base_lr),
+                Some(head_lr) => {
+                    step_with_group(&mut optim, model, grads, lr, &head_group, head_lr * lr / base_lr)
+                }
                 None => optim.step(lr, model, grads),
             };
             loss_sum += value as f64;
             step += 1;
             log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
             if !options.quiet {
-                let progress = Progress { epoch, epochs: config.train.epochs, done: i + 1, steps: steps_per_epoch };
+                let progress = Progress {
+                    epoch,
+                    epochs: config.train.epochs,
+                    done: i + 1,
+                    steps: steps_per_epoch,
+                };
                 progress.print(value, lr, config.train.batch_size, epoch_start, "img");
             }
         }

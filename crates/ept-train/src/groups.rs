@@ -113,7 +113,12 @@ mod tests {
             body: LinearConfig::new(3, 3).init(&device),
             prompt: LinearConfig::new(3, 3).init(&device),
         };
-        let before = |m: &Two| (m.body.bias.as_ref().unwrap().val().into_data(), m.prompt.bias.as_ref().unwrap().val().into_data());
+        let before = |m: &Two| {
+            (
+                m.body.bias.as_ref().unwrap().val().into_data(),
+                m.prompt.bias.as_ref().unwrap().val().into_data(),
+            )
+        };
         let (body0, prompt0) = before(&model);
         let x = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
         // loss = sum(body(x)) + sum(prompt(x)): each bias gets gradient 4 per element
@@ -125,7 +130,12 @@ mod tests {
         let model = step_with_group(&mut optim, model, grads, 0.1, &group, 0.01);
         let (body1, prompt1) = before(&model);
         let delta = |a: burn::tensor::TensorData, b: burn::tensor::TensorData| -> Vec<f32> {
-            a.try_to_vec::<f32>().unwrap().iter().zip(b.try_to_vec::<f32>().unwrap()).map(|(a, b)| a - b).collect()
+            a.try_to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .zip(b.try_to_vec::<f32>().unwrap())
+                .map(|(a, b)| a - b)
+                .collect()
         };
         for d in delta(body0, body1) {
             assert!((d - 0.4).abs() < 1e-5, "{d}");

@@ -20,7 +20,9 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Distribution, Int, Tensor, TensorData, activation::leaky_relu, activation::softmax};
+use burn::tensor::{
+    Device, Distribution, Int, Tensor, TensorData, activation::leaky_relu, activation::softmax,
+};
 use ept_backbones::unet::{HeadKind, Punet, PunetConfig, UnetHooks};
 use serde::{Deserialize, Serialize};
 
@@ -120,7 +122,12 @@ fn block_widths(config: &PunetConfig) -> Vec<usize> {
 impl TunedPunet {
     /// Attach `method` to `punet`, which must have the head the method needs (build it
     /// with `PunetConfig { head: method.head(), .. }`).
-    pub fn new(punet: Punet, method: &SegMethodConfig, classes: Vec<usize>, device: &Device) -> Result<Self, TuningError> {
+    pub fn new(
+        punet: Punet,
+        method: &SegMethodConfig,
+        classes: Vec<usize>,
+        device: &Device,
+    ) -> Result<Self, TuningError> {
         let config = punet.config.clone();
         if config.head != method.head() {
             return Err(TuningError::Invalid(format!(
@@ -131,7 +138,9 @@ impl TunedPunet {
             )));
         }
         if classes.is_empty() {
-            return Err(TuningError::Invalid("a segmentation run needs at least one foreground class".into()));
+            return Err(TuningError::Invalid(
+                "a segmentation run needs at least one foreground class".into(),
+            ));
         }
         if config.head == HeadKind::Fixed && classes.len() + 1 != config.fixed_outputs {
             return Err(TuningError::Invalid(format!(
@@ -175,7 +184,11 @@ impl TunedPunet {
                 Some(WindowEpt {
                     prompt: (0..config.attention_blocks())
                         .map(|_| {
-                            Param::from_tensor(Tensor::random([tokens, *length], Distribution::Normal(0.0, 0.02), device))
+                            Param::from_tensor(Tensor::random(
+                                [tokens, *length],
+                                Distribution::Normal(0.0, 0.02),
+                                device,
+                            ))
                         })
                         .collect(),
                 })
@@ -226,7 +239,9 @@ fn is_class_prompt(classes: &[usize], path: &str) -> bool {
     if path.contains(".prompts.bias.") && path.ends_with(".weights") {
         return true;
     }
-    let in_pool = path.contains(".prompts.pools.") || path.contains(".prompts.bias.") || path.starts_with("punet.head_prompts.");
+    let in_pool = path.contains(".prompts.pools.")
+        || path.contains(".prompts.bias.")
+        || path.starts_with("punet.head_prompts.");
     in_pool
         && path
             .rsplit_once(".slots.")
@@ -310,18 +325,26 @@ pub fn save_seg_method(model: &TunedPunet, path: &std::path::Path) -> Result<u64
     };
     let json = serde_json::to_string(&meta).map_err(|e| seg_checkpoint_error(path, e))?;
     let metadata = std::collections::HashMap::from([(SEG_META.to_string(), json)]);
-    ept_backbones::checkpoint::store::write_module_tensors(model, &|name| model.is_trainable(name), metadata, path)
-        .map_err(|e| seg_checkpoint_error(path, e))
+    ept_backbones::checkpoint::store::write_module_tensors(
+        model,
+        &|name| model.is_trainable(name),
+        metadata,
+        path,
+    )
+    .map_err(|e| seg_checkpoint_error(path, e))
 }
 
 /// Load a file written by [`save_seg_method`] into a model built the same way.
 pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<TunedPunet, TuningError> {
     use burn_store::ModuleSnapshot;
     let bytes = std::fs::read(path).map_err(|e| seg_checkpoint_error(path, e))?;
-    let store = ept_backbones::checkpoint::store::metadata_entry(&bytes, SEG_META).map_err(|e| seg_checkpoint_error(path, e))?;
+    let store = ept_backbones::checkpoint::store::metadata_entry(&bytes, SEG_META)
+        .map_err(|e| seg_checkpoint_error(path, e))?;
     let meta: SegMethodMeta = store
         .ok_or_else(|| seg_checkpoint_error(path, "not a segmentation method checkpoint written by ept"))
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| seg_checkpoint_error(path, format!("bad metadata: {e}"))))?;
+        .and_then(|t| {
+            serde_json::from_str(&t).map_err(|e| seg_checkpoint_error(path, format!("bad metadata: {e}")))
+        })?;
     if meta.method != model.method || meta.classes != model.classes || meta.punet != model.punet.config {
         return Err(seg_checkpoint_error(
             path,
@@ -334,16 +357,25 @@ pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<
             ),
         ));
     }
-    let snapshots = ept_backbones::checkpoint::store::read_module_tensors(&bytes).map_err(|e| seg_checkpoint_error(path, e))?;
+    let snapshots = ept_backbones::checkpoint::store::read_module_tensors(&bytes)
+        .map_err(|e| seg_checkpoint_error(path, e))?;
     let result = model.apply(snapshots, None, None, false);
     if let Some(error) = result.errors.first() {
         return Err(seg_checkpoint_error(path, error));
     }
-    let missing: Vec<&String> = result.missing.iter().map(|(n, _)| n).filter(|n| model.is_trainable(n)).collect();
+    let missing: Vec<&String> = result
+        .missing
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| model.is_trainable(n))
+        .collect();
     if !missing.is_empty() || !result.unused.is_empty() {
         return Err(seg_checkpoint_error(
             path,
-            format!("missing trained tensors {missing:?}, unexpected tensors {:?}", result.unused),
+            format!(
+                "missing trained tensors {missing:?}, unexpected tensors {:?}",
+                result.unused
+            ),
         ));
     }
     Ok(model.apply_trainability())

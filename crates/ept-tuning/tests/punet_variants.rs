@@ -118,7 +118,10 @@ fn every_variant_trains_and_runs() {
         SegMethodConfig::Ept { length: 4 },
     ] {
         let model = tuned(&small(), &method, vec![2], &device);
-        let trainable: Vec<(String, bool)> = snapshot(&model).keys().map(|k| (k.clone(), model.is_trainable(k))).collect();
+        let trainable: Vec<(String, bool)> = snapshot(&model)
+            .keys()
+            .map(|k| (k.clone(), model.is_trainable(k)))
+            .collect();
         let before = snapshot(&model);
         let after = snapshot(&one_step(model, &device));
         for (name, trains) in trainable {
@@ -127,7 +130,11 @@ fn every_variant_trains_and_runs() {
                 assert!(same, "{}: frozen {name} changed", method.name());
             }
         }
-        assert!(before.iter().any(|(n, t)| t.as_bytes() != after[n].as_bytes()), "{}", method.name());
+        assert!(
+            before.iter().any(|(n, t)| t.as_bytes() != after[n].as_bytes()),
+            "{}",
+            method.name()
+        );
     }
 }
 

@@ -41,7 +41,9 @@ pub fn write_module_tensors<M: ModuleSnapshot>(
     }
     let views = tensors
         .iter()
-        .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v)))
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let mut metadata = metadata;
@@ -56,7 +58,8 @@ pub fn write_module_tensors<M: ModuleSnapshot>(
 
 /// The metadata entry `key` of a safetensors file's bytes (`None` when absent).
 pub fn metadata_entry(bytes: &[u8], key: &str) -> Result<Option<String>, String> {
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
+    let (_, header) =
+        SafeTensors::read_metadata(bytes).map_err(|e| format!("not a safetensors file ({e})"))?;
     Ok(header.metadata().as_ref().and_then(|m| m.get(key)).cloned())
 }
 

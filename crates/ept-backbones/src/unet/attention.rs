@@ -19,7 +19,11 @@ use super::window::WindowGeometry;
 /// every prompt and bias table (PyTorch fans: in = cols, out = rows).
 pub fn xavier_table(rows: usize, cols: usize, device: &Device) -> Param<Tensor<2>> {
     let bound = (6.0 / (rows + cols) as f64).sqrt();
-    Param::from_tensor(Tensor::random([rows, cols], Distribution::Uniform(-bound, bound), device))
+    Param::from_tensor(Tensor::random(
+        [rows, cols],
+        Distribution::Uniform(-bound, bound),
+        device,
+    ))
 }
 
 /// One pool of class prompts at one width: `slots[k]` holds class `k`'s tokens `[T, C]`.
@@ -101,7 +105,11 @@ impl AttentionBias {
         }
         let heads = self.weights_x.dims()[0];
         let scale = 1.0 / (3.0 * (dim as f64).sqrt());
-        total.expect("three axes").mul_scalar(scale).reshape([n, n, heads]).permute([2, 0, 1])
+        total
+            .expect("three axes")
+            .mul_scalar(scale)
+            .reshape([n, n, heads])
+            .permute([2, 0, 1])
     }
 }
 
@@ -166,7 +174,11 @@ impl WindowAttention {
     /// Keys and values of the prompt tokens `[n, C]` (computed once, shared by windows).
     pub fn prompt_keys(&self, prompts: Tensor<2>, bias: Tensor<2>) -> PromptKeys {
         let normed = self.attention_norm.forward(prompts.unsqueeze::<3>());
-        let source = if self.kv_from_queries { self.to_q.forward(normed) } else { normed };
+        let source = if self.kv_from_queries {
+            self.to_q.forward(normed)
+        } else {
+            normed
+        };
         PromptKeys {
             keys: self.to_k.forward(source.clone()),
             values: self.to_v.forward(source),
@@ -205,11 +217,13 @@ impl WindowAttention {
         let keys = k.dims()[1];
         let split = |t: Tensor<3>, len: usize| t.reshape([bp, len, h, d]).swap_dims(1, 2);
         let (q, k, v) = (split(q, n), split(k, keys), split(v, keys));
-        let mut logits = q.matmul(k.swap_dims(2, 3)).mul_scalar((d as f64).powf(-0.5)) + bias.unsqueeze::<4>();
+        let mut logits =
+            q.matmul(k.swap_dims(2, 3)).mul_scalar((d as f64).powf(-0.5)) + bias.unsqueeze::<4>();
         if let Some(mask) = mask {
             let batch = bp / windows;
-            logits = (logits.reshape([batch, windows, h, n, keys]) + mask.unsqueeze_dim::<4>(1).unsqueeze::<5>())
-                .reshape([bp, h, n, keys]);
+            logits = (logits.reshape([batch, windows, h, n, keys])
+                + mask.unsqueeze_dim::<4>(1).unsqueeze::<5>())
+            .reshape([bp, h, n, keys]);
         }
         let weights = hooks.attention_weights(block, logits, rows);
         let attended = weights.matmul(v).swap_dims(1, 2).reshape([bp, n, c]);

@@ -83,7 +83,15 @@ impl SiaBlock {
                     .map(|_| PromptPool::new(config.class_slots, config.tokens_per_class, width, device))
                     .collect(),
                 bias: (0..2)
-                    .map(|_| PromptBias::new(config.class_slots, config.tokens_per_class, config.heads, config.bias_dim, device))
+                    .map(|_| {
+                        PromptBias::new(
+                            config.class_slots,
+                            config.tokens_per_class,
+                            config.heads,
+                            config.bias_dim,
+                            device,
+                        )
+                    })
                     .collect(),
             }),
             window,
@@ -93,7 +101,13 @@ impl SiaBlock {
 
     /// Run both sub-blocks on `[B, C, X, Y, Z]`; `classes` are the active foreground
     /// slots whose prompts join every window; `first_block` numbers the sub-blocks.
-    pub fn forward(&self, x: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks, first_block: usize) -> Tensor<5> {
+    pub fn forward(
+        &self,
+        x: Tensor<5>,
+        classes: &[usize],
+        hooks: &dyn UnetHooks,
+        first_block: usize,
+    ) -> Tensor<5> {
         let [batch, _, sx, sy, sz] = x.dims();
         let device = x.device();
         let mut x = x;
@@ -144,7 +158,13 @@ impl EncoderBlock {
         }
     }
 
-    pub fn forward(&self, x: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks, first_block: usize) -> Tensor<5> {
+    pub fn forward(
+        &self,
+        x: Tensor<5>,
+        classes: &[usize],
+        hooks: &dyn UnetHooks,
+        first_block: usize,
+    ) -> Tensor<5> {
         let main = self.conv.forward(lrelu(self.norm.forward(x.clone())));
         self.sia.forward(main, classes, hooks, first_block) + self.conv_res.forward(self.norm_res.forward(x))
     }

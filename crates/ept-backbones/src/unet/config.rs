@@ -124,18 +124,29 @@ impl PunetConfig {
 
     /// Attention window, defaulted by `spatial_dims`.
     pub fn window(&self) -> [usize; 3] {
-        self.window
-            .unwrap_or(if self.spatial_dims == 3 { [8, 8, 4] } else { [8, 8, 1] })
+        self.window.unwrap_or(if self.spatial_dims == 3 {
+            [8, 8, 4]
+        } else {
+            [8, 8, 1]
+        })
     }
 
     /// Convolution kernel `[X, Y, Z]`.
     pub fn kernel(&self) -> [usize; 3] {
-        if self.spatial_dims == 3 { [3, 3, 3] } else { [3, 3, 1] }
+        if self.spatial_dims == 3 {
+            [3, 3, 3]
+        } else {
+            [3, 3, 1]
+        }
     }
 
     /// Down-sampling stride (and up-sampling factor) `[X, Y, Z]`.
     pub fn stride(&self) -> [usize; 3] {
-        if self.spatial_dims == 3 { [2, 2, 2] } else { [2, 2, 1] }
+        if self.spatial_dims == 3 {
+            [2, 2, 2]
+        } else {
+            [2, 2, 1]
+        }
     }
 
     /// Number of window-attention sub-blocks (two per encoder and decoder stage).
@@ -157,7 +168,10 @@ impl PunetConfig {
             return Err("channels: at least two stages are needed".into());
         }
         if let Some(c) = self.channels.iter().find(|c| **c == 0 || **c % self.heads != 0) {
-            return Err(format!("channels: {c} is not a positive multiple of heads = {}", self.heads));
+            return Err(format!(
+                "channels: {c} is not a positive multiple of heads = {}",
+                self.heads
+            ));
         }
         let window = self.window();
         if window.contains(&0) || (self.spatial_dims == 2 && window[2] != 1) {
@@ -184,14 +198,19 @@ mod tests {
     fn defaults_are_the_reference() {
         let c = PunetConfig::reference_2d();
         assert_eq!(c.channels, vec![32, 64, 128, 256, 384]);
-        assert_eq!((c.heads, c.window(), c.tokens_per_class, c.class_slots), (8, [8, 8, 1], 16, 10));
+        assert_eq!(
+            (c.heads, c.window(), c.tokens_per_class, c.class_slots),
+            (8, [8, 8, 1], 16, 10)
+        );
         assert_eq!(c.attention_blocks(), 18);
         assert!(c.validate().is_ok());
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_named() {
-        let err = toml::from_str::<PunetConfig>("chanels = [8]").unwrap_err().to_string();
+        let err = toml::from_str::<PunetConfig>("chanels = [8]")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chanels"), "{err}");
         let bad = PunetConfig {
             channels: vec![16, 20],

@@ -20,7 +20,14 @@ pub struct ConvNd {
 
 impl ConvNd {
     /// PyTorch's default initialisation (Kaiming-uniform, a = √5).
-    pub fn new(c_in: usize, c_out: usize, kernel: [usize; 3], stride: [usize; 3], bias: bool, device: &Device) -> Self {
+    pub fn new(
+        c_in: usize,
+        c_out: usize,
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        bias: bool,
+        device: &Device,
+    ) -> Self {
         // Conv3dConfig's default initializer is PyTorch's; reuse it rather than re-derive.
         let conv: Conv3d = Conv3dConfig::new([c_in, c_out], kernel)
             .with_stride(stride)
@@ -39,7 +46,10 @@ impl ConvNd {
         let [b, c, sx, sy, sz] = x.dims();
         let bias = self.bias.as_ref().map(|p| p.val());
         if kz == 1 && sz == 1 {
-            let weight = self.weight.val().reshape([c_out as i32, -1, kx as i32, ky as i32]);
+            let weight = self
+                .weight
+                .val()
+                .reshape([c_out as i32, -1, kx as i32, ky as i32]);
             let options = ConvOptions::new([self.stride[0], self.stride[1]], [kx / 2, ky / 2], [1, 1], 1);
             let y = conv2d(x.reshape([b, c, sx, sy]), weight, bias, options);
             let [_, _, ox, oy] = y.dims();
@@ -64,15 +74,29 @@ pub fn lrelu(x: Tensor<5>) -> Tensor<5> {
 /// `Upsample(scale_factor=2, mode='trilinear', align_corners=False)` on those axes:
 /// `out[2i] = ¾·x[i] + ¼·x[i−1]`, `out[2i+1] = ¾·x[i] + ¼·x[i+1]`, indices clamped.
 pub fn upsample2(x: Tensor<5>, factor: [usize; 3]) -> Tensor<5> {
-    (0..3).fold(x, |x, a| if factor[a] == 2 { upsample2_axis(x, a + 2) } else { x })
+    (0..3).fold(x, |x, a| {
+        if factor[a] == 2 {
+            upsample2_axis(x, a + 2)
+        } else {
+            x
+        }
+    })
 }
 
 fn upsample2_axis(x: Tensor<5>, axis: usize) -> Tensor<5> {
     let n = x.dims()[axis];
     let first = x.clone().narrow(axis, 0, 1);
     let last = x.clone().narrow(axis, n - 1, 1);
-    let prev = if n > 1 { Tensor::cat(vec![first, x.clone().narrow(axis, 0, n - 1)], axis) } else { first };
-    let next = if n > 1 { Tensor::cat(vec![x.clone().narrow(axis, 1, n - 1), last], axis) } else { last };
+    let prev = if n > 1 {
+        Tensor::cat(vec![first, x.clone().narrow(axis, 0, n - 1)], axis)
+    } else {
+        first
+    };
+    let next = if n > 1 {
+        Tensor::cat(vec![x.clone().narrow(axis, 1, n - 1), last], axis)
+    } else {
+        last
+    };
     let centre = x.mul_scalar(0.75);
     let even = centre.clone() + prev.mul_scalar(0.25);
     let odd = centre + next.mul_scalar(0.25);
@@ -100,7 +124,11 @@ mod tests {
     fn depth_one_conv_equals_the_3d_conv() {
         let device = Device::flex();
         let conv = ConvNd::new(3, 4, [3, 3, 1], [2, 2, 1], true, &device);
-        let x = Tensor::<5>::random([2, 3, 9, 7, 1], burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+        let x = Tensor::<5>::random(
+            [2, 3, 9, 7, 1],
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &device,
+        );
         let fast = conv.forward(x.clone());
         let options = ConvOptions::new([2, 2, 1], [1, 1, 0], [1, 1, 1], 1);
         let full = conv3d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), options);

@@ -22,8 +22,13 @@ fn is_body(path: &str) -> bool {
 /// Write every tensor of `punet` with its configuration; returns the file size.
 pub fn save_punet(punet: &Punet, path: &Path) -> Result<u64, String> {
     let config = serde_json::to_string(&punet.config).map_err(|e| e.to_string())?;
-    store::write_module_tensors(punet, &|_| true, HashMap::from([(META.to_string(), config)]), path)
-        .map_err(|e| format!("{}: {e}", path.display()))
+    store::write_module_tensors(
+        punet,
+        &|_| true,
+        HashMap::from([(META.to_string(), config)]),
+        path,
+    )
+    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The architecture stored in a PUNet weight file.
@@ -31,7 +36,12 @@ pub fn read_punet_config(path: &Path) -> Result<PunetConfig, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let text = store::metadata_entry(&bytes, META)
         .map_err(|e| format!("{}: {e}", path.display()))?
-        .ok_or_else(|| format!("{}: not a PUNet weight file written by ept (no `{META}` metadata)", path.display()))?;
+        .ok_or_else(|| {
+            format!(
+                "{}: not a PUNet weight file written by ept (no `{META}` metadata)",
+                path.display()
+            )
+        })?;
     serde_json::from_str(&text).map_err(|e| format!("{}: bad PUNet metadata: {e}", path.display()))
 }
 
@@ -42,7 +52,16 @@ pub fn load_punet_weights(mut punet: Punet, path: &Path) -> Result<(Punet, Vec<S
     let snapshots = store::read_module_tensors(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let result = punet.apply(snapshots, None, None, false);
     if !result.errors.is_empty() {
-        return Err(format!("{}: {}", path.display(), result.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ")));
+        return Err(format!(
+            "{}: {}",
+            path.display(),
+            result
+                .errors
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ));
     }
     let missing_body: Vec<&String> = result
         .missing
@@ -59,10 +78,17 @@ pub fn load_punet_weights(mut punet: Punet, path: &Path) -> Result<(Punet, Vec<S
     let mut notes = Vec::new();
     let fresh = result.missing.iter().filter(|(n, _)| !is_body(n)).count();
     if fresh > 0 {
-        notes.push(format!("{fresh} head/prompt tensors not in {} start from their initialisation", path.display()));
+        notes.push(format!(
+            "{fresh} head/prompt tensors not in {} start from their initialisation",
+            path.display()
+        ));
     }
     if !result.unused.is_empty() {
-        notes.push(format!("{} tensors of {} are not used by this model (another head)", result.unused.len(), path.display()));
+        notes.push(format!(
+            "{} tensors of {} are not used by this model (another head)",
+            result.unused.len(),
+            path.display()
+        ));
     }
     Ok((punet, notes))
 }

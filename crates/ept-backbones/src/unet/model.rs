@@ -69,7 +69,15 @@ impl PunetConfig {
             .map(|j| DecoderBlock::new(self, c[j + 1], c[j], device))
             .collect();
         let (head_prompts, fixed_head) = match self.head {
-            HeadKind::Similarity => (Some(PromptPool::new(self.class_slots, self.tokens_per_class, c[0], device)), None),
+            HeadKind::Similarity => (
+                Some(PromptPool::new(
+                    self.class_slots,
+                    self.tokens_per_class,
+                    c[0],
+                    device,
+                )),
+                None,
+            ),
             HeadKind::Fixed => (
                 None,
                 Some(FixedHead {
@@ -94,12 +102,19 @@ impl Punet {
     pub fn check_input(&self, dims: [usize; 5], classes: &[usize]) -> Result<(), String> {
         let [_, c, x, y, z] = dims;
         if c != self.config.in_channels {
-            return Err(format!("the model takes {} input channel(s), the batch has {c}", self.config.in_channels));
+            return Err(format!(
+                "the model takes {} input channel(s), the batch has {c}",
+                self.config.in_channels
+            ));
         }
         if self.config.spatial_dims == 2 && z != 1 {
             return Err(format!("a 2-D PUNet takes slices [B, C, X, Y, 1]; got depth {z}"));
         }
-        let min = if self.config.spatial_dims == 2 { [2, 2, 1] } else { [2, 2, 2] };
+        let min = if self.config.spatial_dims == 2 {
+            [2, 2, 1]
+        } else {
+            [2, 2, 2]
+        };
         if x < min[0] || y < min[1] || z < min[2] {
             return Err(format!("input {x}×{y}×{z} is too small"));
         }
@@ -108,7 +123,10 @@ impl Punet {
                 if classes.is_empty() {
                     return Err("the similarity head needs at least one foreground class".into());
                 }
-                if let Some(k) = classes.iter().find(|k| **k == 0 || **k >= self.config.class_slots) {
+                if let Some(k) = classes
+                    .iter()
+                    .find(|k| **k == 0 || **k >= self.config.class_slots)
+                {
                     return Err(format!(
                         "class slot {k} does not exist: foreground slots are 1..{} (0 is background)",
                         self.config.class_slots - 1
@@ -130,7 +148,12 @@ impl Punet {
 
     /// Logits and the decoder features `[B, channels[0], X/2, Y/2, Z']` they come from
     /// (what CPA clusters), from one pass.
-    pub fn forward_with_features(&self, images: Tensor<5>, classes: &[usize], hooks: &dyn UnetHooks) -> (Tensor<5>, Tensor<5>) {
+    pub fn forward_with_features(
+        &self,
+        images: Tensor<5>,
+        classes: &[usize],
+        hooks: &dyn UnetHooks,
+    ) -> (Tensor<5>, Tensor<5>) {
         let input_dims = images.dims();
         let features = self.features(images, classes, hooks);
         let logits = match (&self.head_prompts, &self.fixed_head) {
@@ -138,7 +161,10 @@ impl Punet {
             (None, Some(head)) => head.conv.forward(lrelu(head.norm.forward(features.clone()))),
             (None, None) => unreachable!("a PUNet has one head (built by PunetConfig::init)"),
         };
-        (crop_to(upsample2(logits, self.config.stride()), input_dims), features)
+        (
+            crop_to(upsample2(logits, self.config.stride()), input_dims),
+            features,
+        )
     }
 
     /// Decoder features `[B, channels[0], …]` at half resolution, before the head.
@@ -170,7 +196,10 @@ impl Punet {
         let f = f.clone() / (f.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12));
         let p = pool.tokens(&slots); // [K·T, C]
         let p = p.clone() / (p.powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12));
-        let cos = p.unsqueeze::<3>().matmul(f).reshape([b, slots.len(), tokens, x * y * z]);
+        let cos = p
+            .unsqueeze::<3>()
+            .matmul(f)
+            .reshape([b, slots.len(), tokens, x * y * z]);
         let weights = softmax(cos.clone().detach().div_scalar(self.config.sigma), 2);
         (weights * cos).sum_dim(2).reshape([b, slots.len(), x, y, z])
     }
@@ -182,18 +211,35 @@ impl Punet {
         let encoder = self.encoder.iter().flat_map(|e| [&e.norm, &e.norm_res]);
         let decoder = self.decoder.iter().map(|d| &d.norm_concat);
         let head = self.fixed_head.iter().map(|h| &h.norm);
-        stem.into_iter().chain(encoder).chain(decoder).chain(head).map(running_statistics).sum()
+        stem.into_iter()
+            .chain(encoder)
+            .chain(decoder)
+            .chain(head)
+            .map(running_statistics)
+            .sum()
     }
 
     /// Parameter counts (see [`PunetCounts`]), without BatchNorm buffers.
     pub fn counts(&self) -> PunetCounts {
-        let sia_blocks = self.encoder.iter().map(|e| &e.sia).chain(self.decoder.iter().map(|d| &d.sia));
+        let sia_blocks = self
+            .encoder
+            .iter()
+            .map(|e| &e.sia)
+            .chain(self.decoder.iter().map(|d| &d.sia));
         let (mut prompts_total, mut per_class) = (0, 0);
         for sia in sia_blocks {
             if let Some(p) = &sia.prompts {
                 prompts_total += p.num_params();
-                per_class += p.pools.iter().map(|pool| pool.slots[1].num_params()).sum::<usize>();
-                per_class += p.bias.iter().map(|b| b.slots[1].num_params() + b.weights.num_params()).sum::<usize>();
+                per_class += p
+                    .pools
+                    .iter()
+                    .map(|pool| pool.slots[1].num_params())
+                    .sum::<usize>();
+                per_class += p
+                    .bias
+                    .iter()
+                    .map(|b| b.slots[1].num_params() + b.weights.num_params())
+                    .sum::<usize>();
             }
         }
         if let Some(pool) = &self.head_prompts {

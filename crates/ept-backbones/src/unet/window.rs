@@ -38,7 +38,13 @@ impl WindowGeometry {
         let padded: [usize; 3] = std::array::from_fn(|a| dims[a].div_ceil(window[a]) * window[a]);
         let pad_lo = std::array::from_fn(|a| (padded[a] - dims[a]) / 2);
         let counts = std::array::from_fn(|a| padded[a] / window[a]);
-        let shift = std::array::from_fn(|a| if shifted && dims[a] > window[a] { window[a] / 2 } else { 0 });
+        let shift = std::array::from_fn(|a| {
+            if shifted && dims[a] > window[a] {
+                window[a] / 2
+            } else {
+                0
+            }
+        });
         WindowGeometry {
             dims,
             window,
@@ -88,8 +94,12 @@ impl WindowGeometry {
         }
         let ([nx, ny, nz], [wx, wy, wz]) = (self.counts, self.window);
         let x = match self.layout {
-            WindowLayout::Contiguous => x.reshape([b, c, nx, wx, ny, wy, nz, wz]).permute([0, 2, 4, 6, 3, 5, 7, 1]),
-            WindowLayout::Strided => x.reshape([b, c, wx, nx, wy, ny, wz, nz]).permute([0, 3, 5, 7, 2, 4, 6, 1]),
+            WindowLayout::Contiguous => x
+                .reshape([b, c, nx, wx, ny, wy, nz, wz])
+                .permute([0, 2, 4, 6, 3, 5, 7, 1]),
+            WindowLayout::Strided => x
+                .reshape([b, c, wx, nx, wy, ny, wz, nz])
+                .permute([0, 3, 5, 7, 2, 4, 6, 1]),
         };
         x.reshape([b * self.windows(), self.tokens(), c])
     }
@@ -129,7 +139,13 @@ impl WindowGeometry {
             let (n, w, s) = (self.padded[a], self.window[a], self.shift[a]);
             (0..n)
                 .map(|i| {
-                    let region = if s == 0 || i < n - w { 0 } else if i < n - s { 1 } else { 2 };
+                    let region = if s == 0 || i < n - w {
+                        0
+                    } else if i < n - s {
+                        1
+                    } else {
+                        2
+                    };
                     let original = (i + s) % n;
                     let padding = original < self.pad_lo[a] || original >= self.pad_lo[a] + self.dims[a];
                     (region, padding)
@@ -168,7 +184,10 @@ impl WindowGeometry {
                 }
             }
         }
-        Some(Tensor::from_data(TensorData::new(mask, [self.windows(), n, width]), device))
+        Some(Tensor::from_data(
+            TensorData::new(mask, [self.windows(), n, width]),
+            device,
+        ))
     }
 
     /// For every (query, key) pair of in-window positions, flattened query-major, the
@@ -237,7 +256,11 @@ mod tests {
         for layout in [WindowLayout::Contiguous, WindowLayout::Strided] {
             for (dims, shifted) in [([16, 12, 1], true), ([14, 14, 1], false), ([7, 9, 4], true)] {
                 let g = WindowGeometry::new(dims, [8, 8, 2], shifted, layout);
-                let x = Tensor::<5>::random([2, 3, dims[0], dims[1], dims[2]], Distribution::Normal(0.0, 1.0), &device);
+                let x = Tensor::<5>::random(
+                    [2, 3, dims[0], dims[1], dims[2]],
+                    Distribution::Normal(0.0, 1.0),
+                    &device,
+                );
                 let tokens = g.partition(x.clone());
                 assert_eq!(tokens.dims(), [2 * g.windows(), g.tokens(), 3]);
                 let back = g.merge(tokens, 2);
@@ -251,11 +274,17 @@ mod tests {
     fn contiguous_windows_hold_neighbouring_voxels_and_strided_ones_a_subgrid() {
         let device = Device::flex();
         // 4×4 map, values = 10·x + y, window 2×2 → 4 windows
-        let values: Vec<f32> = (0..4).flat_map(|x| (0..4).map(move |y| (10 * x + y) as f32)).collect();
+        let values: Vec<f32> = (0..4)
+            .flat_map(|x| (0..4).map(move |y| (10 * x + y) as f32))
+            .collect();
         let x = Tensor::<5>::from_data(TensorData::new(values, [1, 1, 4, 4, 1]), &device);
         let first = |layout| -> Vec<f32> {
             let g = WindowGeometry::new([4, 4, 1], [2, 2, 1], false, layout);
-            g.partition(x.clone()).narrow(0, 0, 1).into_data().try_to_vec::<f32>().unwrap()
+            g.partition(x.clone())
+                .narrow(0, 0, 1)
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap()
         };
         assert_eq!(first(WindowLayout::Contiguous), vec![0.0, 1.0, 10.0, 11.0]);
         assert_eq!(first(WindowLayout::Strided), vec![0.0, 2.0, 20.0, 22.0]);
@@ -267,15 +296,29 @@ mod tests {
         // 8×1 map, window 4 shifted by 2: the last window holds rolled positions 4..8,
         // i.e. original voxels 6, 7 (region 1) and 0, 1 (region 2, wrapped around).
         let g = WindowGeometry::new([8, 1, 1], [4, 1, 1], true, WindowLayout::Contiguous);
-        let mask: Vec<f32> = g.mask(1, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let mask: Vec<f32> = g
+            .mask(1, &device)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let row = |p: usize, q: usize| mask[(p * 4 + q) * 5..(p * 4 + q + 1) * 5].to_vec();
         assert_eq!(row(0, 0), vec![0.0; 5]);
         assert_eq!(row(1, 0), vec![0.0, 0.0, 0.0, MASKED, MASKED]);
         assert_eq!(row(1, 3), vec![0.0, MASKED, MASKED, 0.0, 0.0]);
         // 6 voxels, window 4 → padded to 8 with one voxel each side: those keys are masked
         let g = WindowGeometry::new([6, 1, 1], [4, 1, 1], false, WindowLayout::Contiguous);
-        let mask: Vec<f32> = g.mask(0, &device).unwrap().into_data().try_to_vec::<f32>().unwrap();
+        let mask: Vec<f32> = g
+            .mask(0, &device)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         assert_eq!(&mask[..4], &[MASKED, 0.0, 0.0, 0.0]);
-        assert!(WindowGeometry::new([8, 8, 1], [8, 8, 1], true, WindowLayout::Contiguous).mask(0, &device).is_none());
+        assert!(
+            WindowGeometry::new([8, 8, 1], [8, 8, 1], true, WindowLayout::Contiguous)
+                .mask(0, &device)
+                .is_none()
+        );
     }
 }

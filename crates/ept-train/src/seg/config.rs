@@ -124,15 +124,26 @@ impl SegRunConfig {
     /// Parse a resolved TOML table (see `crate::config::RunConfig::load` for includes and
     /// overrides, which happen before).
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
-        let config: SegRunConfig = table.try_into().map_err(|e: toml::de::Error| TrainError::config(path, e))?;
+        let config: SegRunConfig = table
+            .try_into()
+            .map_err(|e: toml::de::Error| TrainError::config(path, e))?;
         if config.task != "segmentation" {
-            return Err(TrainError::config(path, format!("task = {:?}: expected \"segmentation\"", config.task)));
+            return Err(TrainError::config(
+                path,
+                format!("task = {:?}: expected \"segmentation\"", config.task),
+            ));
         }
         if !(0.0..1.0).contains(&config.eval.overlap) {
-            return Err(TrainError::config(path, format!("eval.overlap = {} must be in [0, 1)", config.eval.overlap)));
+            return Err(TrainError::config(
+                path,
+                format!("eval.overlap = {} must be in [0, 1)", config.eval.overlap),
+            ));
         }
         if config.train.batch_size == 0 || config.train.epochs == 0 {
-            return Err(TrainError::config(path, "train.epochs and train.batch_size must be at least 1"));
+            return Err(TrainError::config(
+                path,
+                "train.epochs and train.batch_size must be at least 1",
+            ));
         }
         Ok(config)
     }

@@ -30,7 +30,11 @@ fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
 
 /// Dice of `prediction` against `truth` (same length, labels `0..classes`, 0 = background).
 pub fn volume_dice(prediction: &[u8], truth: &[u8], classes: usize) -> VolumeDice {
-    assert_eq!(prediction.len(), truth.len(), "prediction and truth cover the same voxels");
+    assert_eq!(
+        prediction.len(),
+        truth.len(),
+        "prediction and truth cover the same voxels"
+    );
     let mut inter = vec![0u64; classes];
     let mut pred = vec![0u64; classes];
     let mut gt = vec![0u64; classes];
@@ -49,7 +53,9 @@ pub fn volume_dice(prediction: &[u8], truth: &[u8], classes: usize) -> VolumeDic
     let per_class = (1..classes)
         .map(|k| (gt[k] > 0).then(|| 2.0 * inter[k] as f64 / (pred[k] + gt[k]) as f64))
         .collect();
-    let false_positive_voxels = (1..classes).map(|k| if gt[k] == 0 { pred[k] } else { 0 }).collect();
+    let false_positive_voxels = (1..classes)
+        .map(|k| if gt[k] == 0 { pred[k] } else { 0 })
+        .collect();
     VolumeDice {
         per_class,
         false_positive_voxels,

@@ -52,7 +52,11 @@ fn run_classes(config: &SegRunConfig, set: &VolumeSet) -> Result<Vec<usize>, Tra
     if let Some(bad) = classes.iter().find(|c| **c == 0 || **c >= n) {
         return Err(TrainError::config(
             &config.output.dir,
-            format!("data.classes: {bad} is not a foreground class of the data set (1..{}: {:?})", n - 1, &set.class_names[1..]),
+            format!(
+                "data.classes: {bad} is not a foreground class of the data set (1..{}: {:?})",
+                n - 1,
+                &set.class_names[1..]
+            ),
         ));
     }
     Ok(classes)
@@ -76,7 +80,9 @@ pub fn build_seg_model(
             format!("class {k} needs a prompt slot: raise model.punet.class_slots above {k}"),
         ));
     }
-    let mut punet = punet_config.init(device).map_err(|e| TrainError::config(&config.output.dir, format!("model.punet: {e}")))?;
+    let mut punet = punet_config
+        .init(device)
+        .map_err(|e| TrainError::config(&config.output.dir, format!("model.punet: {e}")))?;
     match &config.model.checkpoint {
         Some(path) => {
             let (loaded, more) = load_punet_weights(punet, path).map_err(|e| TrainError::run(path, e))?;
@@ -168,16 +174,25 @@ pub fn train_segmentation(
         if set.split.val.is_empty() {
             return Ok(None);
         }
-        Ok(Some(evaluate_volumes(&model.valid(), &set, &set.split.val, &window, &inference, &no_outputs)?))
+        Ok(Some(evaluate_volumes(
+            &model.valid(),
+            &set,
+            &set.split.val,
+            &window,
+            &inference,
+            &no_outputs,
+        )?))
     };
 
     let mut log = Log::open(run_dir.join("metrics.jsonl"))?;
     let mut val_before = None;
     if resume_from.is_none() {
-        log.write(json!({"event": "start", "task": "segmentation", "method": config.method.name(),
+        log.write(
+            json!({"event": "start", "task": "segmentation", "method": config.method.name(),
             "classes": classes, "class_names": set.class_names, "trainable_params": counts.trainable,
             "total_params": counts.total(), "notes": notes, "train_volumes": train_volumes.len(),
-            "val_volumes": set.split.val.len(), "test_volumes": set.split.test.len()}))?;
+            "val_volumes": set.split.val.len(), "test_volumes": set.split.test.len()}),
+        )?;
         if config.train.eval_every > 0 {
             val_before = evaluate_val(&model)?;
             if let Some(r) = &val_before {
@@ -221,7 +236,12 @@ pub fn train_segmentation(
             step += 1;
             log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
             if !options.quiet {
-                let progress = Progress { epoch, epochs: config.train.epochs, done: i + 1, steps: steps_per_epoch };
+                let progress = Progress {
+                    epoch,
+                    epochs: config.train.epochs,
+                    done: i + 1,
+                    steps: steps_per_epoch,
+                };
                 progress.print(value, lr, config.train.batch_size, epoch_start, "crops");
             }
         }
@@ -235,10 +255,19 @@ pub fn train_segmentation(
         }
         log.write(json!({"event": "epoch", "epoch": epoch, "step": step,
             "mean_loss": loss_sum / steps_per_epoch.max(1) as f64, "seconds": epoch_start.elapsed().as_secs_f64()}))?;
-        checkpoint::save_with(&run_dir, &optim, &TrainState { epoch, step, seed: config.train.seed }, |file| {
-            save_seg_method(&model, file)?;
-            Ok(())
-        })?;
+        checkpoint::save_with(
+            &run_dir,
+            &optim,
+            &TrainState {
+                epoch,
+                step,
+                seed: config.train.seed,
+            },
+            |file| {
+                save_seg_method(&model, file)?;
+                Ok(())
+            },
+        )?;
     }
 
     let mut test = None;
@@ -250,13 +279,29 @@ pub fn train_segmentation(
                 predictions: config.eval.write_predictions.then_some(predictions.as_path()),
                 overlays: Some(overlays.as_path()),
             };
-            let result = evaluate_volumes(&model.valid(), &set, &set.split.test, &window, &inference, &outputs)?;
+            let result = evaluate_volumes(
+                &model.valid(),
+                &set,
+                &set.split.test,
+                &window,
+                &inference,
+                &outputs,
+            )?;
             log.write(json!({"event": "eval", "split": "test", "mean_dice": result.mean_dice, "per_class": result.per_class,
                 "volumes": result.volumes}))?;
             test = Some(result);
         }
         save_seg_method(&model, &run_dir.join("method.safetensors"))?;
-        super::report::write_seg_report(&run_dir, config, &set.class_names, &classes, (counts.trainable, counts.total()), val_before.as_ref(), val.as_ref(), test.as_ref())?;
+        super::report::write_seg_report(
+            &run_dir,
+            config,
+            &set.class_names,
+            &classes,
+            (counts.trainable, counts.total()),
+            val_before.as_ref(),
+            val.as_ref(),
+            test.as_ref(),
+        )?;
     }
     Ok(SegRunSummary {
         run_dir,

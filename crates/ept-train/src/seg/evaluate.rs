@@ -61,7 +61,9 @@ pub fn evaluate_volumes(
             dims: volume.image.dims,
             data: volume.image.data.clone(),
         };
-        let scores = window.infer(&input, run_classes, device, |x| Ok::<_, TrainError>(model.forward(x)))?;
+        let scores = window.infer(&input, run_classes, device, |x| {
+            Ok::<_, TrainError>(model.forward(x))
+        })?;
         let prediction = argmax_labels(&scores.data, run_classes);
         let truth: Vec<u8> = volume
             .labels
@@ -95,12 +97,23 @@ pub fn output_stem(id: &str) -> String {
     stem.strip_suffix(".nii").unwrap_or(stem).to_string()
 }
 
-fn write_prediction(dir: &Path, volume: &PreparedVolume, prediction: &[u8], classes: &[usize]) -> Result<(), TrainError> {
+fn write_prediction(
+    dir: &Path,
+    volume: &PreparedVolume,
+    prediction: &[u8],
+    classes: &[usize],
+) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::write(dir, e))?;
     let mut map: LabelMap = volume.labels.clone();
     map.data = prediction
         .iter()
-        .map(|&p| if p == 0 { 0 } else { classes[usize::from(p) - 1] as u16 })
+        .map(|&p| {
+            if p == 0 {
+                0
+            } else {
+                classes[usize::from(p) - 1] as u16
+            }
+        })
         .collect();
     let source = volume.labels_to_source(&map)?;
     let data: Vec<u8> = source.data.iter().map(|&v| v as u8).collect();
@@ -116,12 +129,22 @@ fn write_prediction(dir: &Path, volume: &PreparedVolume, prediction: &[u8], clas
     Ok(())
 }
 
-fn write_overlay(dir: &Path, volume: &PreparedVolume, truth: &[u8], prediction: &[u8]) -> Result<(), TrainError> {
+fn write_overlay(
+    dir: &Path,
+    volume: &PreparedVolume,
+    truth: &[u8],
+    prediction: &[u8],
+) -> Result<(), TrainError> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::write(dir, e))?;
     let [nx, ny, nz] = volume.image.dims;
     let at = |x: usize, y: usize, z: usize| (x * ny + y) * nz + z;
     let z = (0..nz)
-        .max_by_key(|&z| (0..nx).flat_map(|x| (0..ny).map(move |y| (x, y))).filter(|&(x, y)| truth[at(x, y, z)] > 0).count())
+        .max_by_key(|&z| {
+            (0..nx)
+                .flat_map(|x| (0..ny).map(move |y| (x, y)))
+                .filter(|&(x, y)| truth[at(x, y, z)] > 0)
+                .count()
+        })
         .unwrap_or(0);
     // Panels side by side: image | truth | prediction; image rows = Y (flipped), columns = X.
     let mut png = image::RgbImage::new((3 * nx) as u32, ny as u32);

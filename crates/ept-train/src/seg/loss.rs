@@ -14,7 +14,9 @@ pub fn focal_loss(logits: Tensor<5>, labels: Tensor<4, Int>, gamma: f64) -> Tens
     let modulating = if gamma == 0.0 {
         log_p_true.ones_like()
     } else {
-        (log_p_true.clone().exp().neg() + 1.0).clamp_min(0.0).powf_scalar(gamma)
+        (log_p_true.clone().exp().neg() + 1.0)
+            .clamp_min(0.0)
+            .powf_scalar(gamma)
     };
     (modulating * log_p_true).neg().mean()
 }

@@ -29,9 +29,16 @@ pub fn write_seg_report(
         md,
         "Trainable parameters: {trainable} of {total} ({:.3} %). Classes: {}.\n",
         100.0 * trainable as f64 / total.max(1) as f64,
-        classes.iter().map(|c| class_names[*c].as_str()).collect::<Vec<_>>().join(", ")
+        classes
+            .iter()
+            .map(|c| class_names[*c].as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
-    let _ = writeln!(md, "Dice (%), per-volume, mean over volumes where the class is present:\n");
+    let _ = writeln!(
+        md,
+        "Dice (%), per-volume, mean over volumes where the class is present:\n"
+    );
     let _ = write!(md, "| split | mean |");
     for c in classes {
         let _ = write!(md, " {} |", class_names[*c]);
@@ -51,7 +58,10 @@ pub fn write_seg_report(
         }
     }
     if test.is_some() {
-        let _ = writeln!(md, "\nTest predictions: `predictions/*.nii.gz` (source grid and header); overlays: `overlays/*.png` (image | truth | prediction).");
+        let _ = writeln!(
+            md,
+            "\nTest predictions: `predictions/*.nii.gz` (source grid and header); overlays: `overlays/*.png` (image | truth | prediction)."
+        );
     }
     let path = run_dir.join("report.md");
     ept_backend::fs::write_atomic(&path, md.as_bytes()).map_err(|e| TrainError::write(&path, e))

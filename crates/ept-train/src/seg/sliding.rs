@@ -127,7 +127,11 @@ impl SlidingWindow {
             }
             let shape = [chunk.len(), volume.channels, roi[0], roi[1], roi[2]];
             let output = model(Tensor::from_data(TensorData::new(input, shape), device))?;
-            let output: Vec<f32> = output.into_data().convert::<f32>().try_to_vec::<f32>().expect("converted to f32");
+            let output: Vec<f32> = output
+                .into_data()
+                .convert::<f32>()
+                .try_to_vec::<f32>()
+                .expect("converted to f32");
             for (w, start) in chunk.iter().enumerate() {
                 for_each_inside(*start, roi, volume.dims, |local, global| {
                     let flat = (global[0] * volume.dims[1] + global[1]) * volume.dims[2] + global[2];
@@ -154,7 +158,12 @@ impl SlidingWindow {
 
 /// Call `f(local index in the window, global voxel)` for every window voxel that lies
 /// inside the (unpadded) volume.
-fn for_each_inside(start: [usize; 3], roi: [usize; 3], dims: [usize; 3], mut f: impl FnMut(usize, [usize; 3])) {
+fn for_each_inside(
+    start: [usize; 3],
+    roi: [usize; 3],
+    dims: [usize; 3],
+    mut f: impl FnMut(usize, [usize; 3]),
+) {
     for i in 0..roi[0] {
         let x = start[0] + i;
         if x >= dims[0] {
