@@ -8,11 +8,7 @@ use std::collections::HashMap;
 use burn::tensor::TensorData;
 use burn_store::{ModuleSnapshot, bridge};
 use ept_backbones::unet::Punet;
-
-/// Whether `path` is a prompt parameter of a PUNet.
-pub fn is_prompt_path(path: &str) -> bool {
-    path.contains(".prompts.") || path.starts_with("head_prompts")
-}
+pub use ept_backbones::unet::is_prompt_path;
 
 fn is_buffer(path: &str) -> bool {
     path.ends_with(".running_mean") || path.ends_with(".running_var")

@@ -10,13 +10,13 @@ use std::path::Path;
 use burn_store::ModuleSnapshot;
 
 use super::config::PunetConfig;
-use super::model::Punet;
+use super::model::{Punet, is_prompt_path};
 use crate::checkpoint::store;
 
 const META: &str = "ept.punet";
 
 fn is_body(path: &str) -> bool {
-    !(path.contains(".prompts.") || path.starts_with("head_prompts") || path.starts_with("fixed_head"))
+    !(is_prompt_path(path) || path.starts_with("fixed_head"))
 }
 
 /// Write every tensor of `punet` with its configuration; returns the file size.

@@ -21,4 +21,4 @@ pub mod window;
 
 pub use config::{HeadKind, PunetConfig, WindowLayout};
 pub use hooks::{NoUnetHooks, UnetHooks};
-pub use model::{Punet, PunetCounts};
+pub use model::{Punet, PunetCounts, is_prompt_path};

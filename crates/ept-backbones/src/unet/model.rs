@@ -18,6 +18,12 @@ use super::config::{HeadKind, PunetConfig};
 use super::conv::{ConvNd, batch_norm, lrelu, upsample2};
 use super::hooks::UnetHooks;
 
+/// Whether `path` (relative to a [`Punet`]) names a prompt parameter: a pool slot or an
+/// image→prompt bias of an attention sub-block, or a slot of the head's final pool.
+pub fn is_prompt_path(path: &str) -> bool {
+    path.contains(".prompts.") || path.starts_with("head_prompts.")
+}
+
 /// BatchNorm → LeakyReLU → 1×1 conv: the fixed (non-prompt-able) head.
 #[derive(Module, Debug)]
 pub struct FixedHead {

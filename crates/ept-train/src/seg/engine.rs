@@ -11,8 +11,8 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Int, Tensor, TensorData};
-use ept_backbones::unet::PunetConfig;
 use ept_backbones::unet::io::load_punet_weights;
+use ept_backbones::unet::{PunetConfig, is_prompt_path};
 use ept_backend::DeviceSpec;
 use ept_data::{HostVolumeBatch, LoaderMode, VolumeLoader, VolumeLoaderOptions, VolumeSet};
 use ept_tuning::{TunedPunet, load_seg_method, save_seg_method};
@@ -138,14 +138,12 @@ pub fn train_segmentation(
     }
     // After a resume: loading restores the saved parameter ids, which the group keys on.
     let prompt_group = ParamGroup::new(&model, &|path| {
-        path.contains(".prompts.") || path.starts_with("punet.head_prompts.") || path.starts_with("ept.")
+        path.strip_prefix("punet.").is_some_and(is_prompt_path) || path.starts_with("ept.")
     });
 
     let threads = ept_backend::worker_threads(config.data.workers);
-    let mut train_volumes = set.split.train.clone();
-    if let Some(n) = config.data.source.few_volumes {
-        train_volumes.truncate(n.max(1));
-    }
+    // `few_volumes` is already applied to the split by the data layer.
+    let train_volumes = set.split.train.clone();
     let loader = VolumeLoader::new(
         set.clone(),
         train_volumes.clone(),
