@@ -292,3 +292,48 @@ fn sample_then_sweep_is_resumable_and_writes_a_table() {
     assert_eq!(std::fs::read_to_string(dir.join("runs/table.md")).unwrap(), table);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn data_parallel_and_micro_batches_follow_the_single_device_curve() {
+    let (dir, config) = setup("parallel");
+    let config = config.to_str().unwrap();
+    let single = cli(&["train", "--quiet", "--config", config]);
+    assert!(single.status.success(), "{}", text(&single));
+    let out = format!("output.dir=\"{}\"", dir.join("run_parallel").display());
+    let parallel = cli(&[
+        "--device",
+        "cpu,cpu",
+        "train",
+        "--quiet",
+        "--config",
+        config,
+        "--set",
+        &out,
+        "--set",
+        "train.micro_batch_size=1",
+    ]);
+    assert!(parallel.status.success(), "{}", text(&parallel));
+    let (want, got) = (losses(&dir.join("run")), losses(&dir.join("run_parallel")));
+    assert_eq!(want.len(), got.len());
+    for (step, (a, b)) in want.iter().zip(&got).enumerate() {
+        assert!(
+            (a - b).abs() <= 1e-4 * a.abs().max(1.0),
+            "step {step}: {a} vs {b}"
+        );
+    }
+    // Only training uses several devices; other commands say so.
+    let refused = cli(&[
+        "--devices",
+        "cpu,cpu",
+        "eval",
+        "--run",
+        dir.join("run").to_str().unwrap(),
+    ]);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains("give this command one device"),
+        "{}",
+        text(&refused)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -24,8 +24,9 @@ use ept_backend::DeviceSpec;
     about = "Parameter-efficient tuning of frozen vision models for medical images"
 )]
 struct Cli {
-    /// Tensor backend: cpu | flex | ndarray | cuda[:N]
-    #[arg(long, global = true, default_value = "flex")]
+    /// Tensor backend: cpu | flex | ndarray | cuda[:N]. A comma list (`cuda:0,cuda:1`)
+    /// trains classification runs data-parallel: every batch is shared by the devices.
+    #[arg(long, visible_alias = "devices", global = true, default_value = "flex")]
     device: String,
     /// CPU worker threads (default: all cores)
     #[arg(long, global = true)]
@@ -57,20 +58,33 @@ enum Command {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let device: DeviceSpec = cli.device.parse()?;
+    let devices = cli
+        .device
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<Vec<DeviceSpec>, _>>()?;
+    let device = &devices[0];
     if let Some(threads) = cli.threads {
         ept_backend::set_cpu_threads(threads).map_err(anyhow::Error::msg)?;
     }
-    match cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default())) {
-        Command::Demo(args) => demo::run(&args, &device),
-        Command::Info(args) => info::run(&args, &device),
+    let command = cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default()));
+    if devices.len() > 1 && !matches!(command, Command::Train(_) | Command::Sweep(_)) {
+        anyhow::bail!(
+            "--device {}: several devices are used by `train` and `sweep` (data-parallel \
+             classification runs); give this command one device",
+            cli.device
+        );
+    }
+    match command {
+        Command::Demo(args) => demo::run(&args, device),
+        Command::Info(args) => info::run(&args, device),
         Command::Sample(args) => sample::run(&args),
-        Command::Train(args) => train::train(&args, &device),
-        Command::Eval(args) => train::eval(&args, &device),
-        Command::Predict(args) => train::predict(&args, &device),
-        Command::Export(args) => train::export(&args, &device),
-        Command::Sweep(args) => sweep::run(&args, &device),
-        Command::Pretrain(args) => pretrain::run(&args, &device),
+        Command::Train(args) => train::train(&args, &devices),
+        Command::Eval(args) => train::eval(&args, device),
+        Command::Predict(args) => train::predict(&args, device),
+        Command::Export(args) => train::export(&args, device),
+        Command::Sweep(args) => sweep::run(&args, &devices),
+        Command::Pretrain(args) => pretrain::run(&args, device),
     }
 }
 

@@ -3,18 +3,13 @@
 
 use ept_backend::DeviceSpec;
 use ept_pretrain::{PretrainConfig, pretrain};
-use ept_train::TrainOptions;
 
 use crate::train::TrainArgs;
 
 pub fn run(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
-    let table = ept_train::config::load_table(&args.config, &args.overrides)?;
+    let table = ept_train::config::load_table(&args.config, &args.overrides())?;
     let config = PretrainConfig::from_table(table, &args.config)?;
-    let options = TrainOptions {
-        resume: args.resume,
-        stop_after_epochs: args.stop_after,
-        quiet: args.quiet,
-    };
+    let options = args.options(std::slice::from_ref(device));
     let summary = pretrain(&config, device, &options)?;
     let [l0, s0, c0] = summary.first_epoch;
     let [l1, s1, c1] = summary.last_epoch;

@@ -87,7 +87,7 @@ fn finished_metric(run: &Path) -> Option<(String, f64)> {
     })
 }
 
-pub fn run(args: &SweepArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+pub fn run(args: &SweepArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
     let file: SweepFile =
@@ -135,8 +135,9 @@ pub fn run(args: &SweepArgs, device: &DeviceSpec) -> anyhow::Result<()> {
                                 resume,
                                 stop_after_epochs: None,
                                 quiet: true,
+                                devices: devices.to_vec(),
                             };
-                            ept_train::train(&config, device, &options)?;
+                            ept_train::train(&config, &devices[0], &options)?;
                             finished_metric(&run_dir)
                                 .with_context(|| format!("{} has no test result", run_dir.display()))?
                         }

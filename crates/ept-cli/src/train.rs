@@ -28,20 +28,49 @@ pub struct TrainArgs {
     /// No progress lines
     #[arg(long)]
     pub quiet: bool,
+    /// Images per optimizer step (= `--set train.batch_size=N`)
+    #[arg(long)]
+    pub batch_size: Option<usize>,
 }
 
-pub fn train(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
-    let options = TrainOptions {
-        resume: args.resume,
-        stop_after_epochs: args.stop_after,
-        quiet: args.quiet,
-    };
-    let table = ept_train::config::load_table(&args.config, &args.overrides)?;
+impl TrainArgs {
+    /// The config's `--set` overrides, `--batch-size` included.
+    pub fn overrides(&self) -> Vec<String> {
+        let mut overrides = self.overrides.clone();
+        if let Some(n) = self.batch_size {
+            overrides.push(format!("train.batch_size={n}"));
+        }
+        overrides
+    }
+
+    pub fn options(&self, devices: &[DeviceSpec]) -> TrainOptions {
+        TrainOptions {
+            resume: self.resume,
+            stop_after_epochs: self.stop_after,
+            quiet: self.quiet,
+            devices: devices.to_vec(),
+        }
+    }
+}
+
+pub fn train(args: &TrainArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
+    let device = &devices[0];
+    let options = args.options(devices);
+    let overrides = args.overrides();
+    let table = ept_train::config::load_table(&args.config, &overrides)?;
     if ept_train::config::is_segmentation(&table) {
+        if devices.len() > 1 {
+            anyhow::bail!(
+                "{}: segmentation runs train on one device (PUNet's BatchNorm and the soft \
+                 Dice loss are not per-sample means, so shards would change the result); \
+                 give --device one device",
+                args.config.display()
+            );
+        }
         let config = ept_train::seg::SegRunConfig::from_table(table, &args.config)?;
         return crate::segment::train(&config, device, &options);
     }
-    let config = RunConfig::load(&args.config, &args.overrides)?;
+    let config = RunConfig::load(&args.config, &overrides)?;
     let summary = ept_train::train(&config, device, &options)?;
     println!(
         "run {}: {} epochs, {} trainable of {} parameters, {:.1} s",

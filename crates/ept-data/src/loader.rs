@@ -116,6 +116,21 @@ impl HostBatch {
         out
     }
 
+    /// The samples `range` of this batch (a shard or micro-batch), on the host.
+    pub fn slice(&self, range: std::ops::Range<usize>) -> HostBatch {
+        let per_image: usize = self.shape[1..].iter().product();
+        let mut shape = self.shape;
+        shape[0] = range.len();
+        HostBatch {
+            images: self.images[range.start * per_image..range.end * per_image].to_vec(),
+            shape,
+            targets: self.targets[range.clone()].to_vec(),
+            indices: self.indices[range].to_vec(),
+            num_classes: self.num_classes,
+            task: self.task,
+        }
+    }
+
     /// Copy to `device` as burn tensors.
     pub fn to_device(&self, device: &Device) -> Batch {
         self.clone().into_device(device)

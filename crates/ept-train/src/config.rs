@@ -84,6 +84,10 @@ pub struct TrainConfig {
     /// Evaluate on the validation list every this many epochs (0 = never).
     #[serde(default = "one")]
     pub eval_every: usize,
+    /// Run each batch as micro-batches of at most this many images and sum their
+    /// gradients (accumulation): the memory of the small batch, the update of the large.
+    #[serde(default)]
+    pub micro_batch_size: Option<std::num::NonZeroUsize>,
 }
 
 fn one() -> usize {

@@ -14,9 +14,7 @@ use std::time::Instant;
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::optim::grad_clipping::GradientClippingConfig;
-use burn::optim::{
-    AdamWConfig, GradientsParams, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig,
-};
+use burn::optim::{AdamWConfig, SgdConfig, decay::WeightDecayConfig, momentum::MomentumConfig};
 use burn::prelude::ToElement;
 use burn::tensor::{Device, Tensor, activation, loss::cross_entropy_with_logits};
 use ept_backbones::{Vit, VitConfig};
@@ -30,6 +28,7 @@ use crate::config::{OptimizerConfig, PipelineName, RunConfig};
 use crate::error::TrainError;
 use crate::evaluate::{EvalResult, evaluate};
 use crate::groups::{ParamGroup, step_with_group};
+use crate::parallel::{BatchSplit, batch_gradients};
 use crate::schedule::learning_rate;
 
 /// How to run (beyond the config).
@@ -41,6 +40,9 @@ pub struct TrainOptions {
     pub stop_after_epochs: Option<usize>,
     /// No progress lines on stderr.
     pub quiet: bool,
+    /// Devices that share every batch (data parallel; the first holds the model and the
+    /// optimizer). Empty or one: the run's own device alone.
+    pub devices: Vec<DeviceSpec>,
 }
 
 /// What a finished (or stopped) run produced.
@@ -134,7 +136,23 @@ pub(crate) fn finite_loss(
     lr: f64,
     run_dir: &std::path::Path,
 ) -> Result<f32, TrainError> {
-    let value: f32 = loss.clone().into_scalar::<f32>().to_f32();
+    check_finite(
+        loss.clone().into_scalar::<f32>().to_f32(),
+        epoch,
+        step,
+        lr,
+        run_dir,
+    )
+}
+
+/// `value`, or the typed error that stops a run whose loss is NaN/∞.
+pub(crate) fn check_finite(
+    value: f32,
+    epoch: usize,
+    step: usize,
+    lr: f64,
+    run_dir: &std::path::Path,
+) -> Result<f32, TrainError> {
     if value.is_finite() {
         Ok(value)
     } else {
@@ -262,6 +280,13 @@ pub fn train(
             prefetch: 2,
         },
     )?;
+    let split = BatchSplit {
+        devices: match options.devices.as_slice() {
+            [] | [_] => vec![device.clone()],
+            many => many.iter().map(DeviceSpec::autodiff_device).collect(),
+        },
+        micro_batch: config.train.micro_batch_size.map(std::num::NonZeroUsize::get),
+    };
     let steps_per_epoch = loader.num_batches();
     let total_steps = steps_per_epoch * config.train.epochs;
     let base_lr = config.train.optimizer.lr();
@@ -290,12 +315,14 @@ pub fn train(
         let epoch_start = Instant::now();
         let mut loss_sum = 0f64;
         for (i, batch) in loader.epoch(epoch as u64).enumerate() {
-            let batch = batch?.into_device(&device);
+            let host = batch?;
             let lr = learning_rate(&config.train.schedule, base_lr, step, total_steps);
-            let logits = model.forward(batch.images);
-            let loss = loss(logits, &batch.targets, classes);
-            let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let piece_loss = |replica: &TunedVit, samples, device: &Device| {
+                let piece = host.slice(samples).into_device(device);
+                loss(replica.forward(piece.images), &piece.targets, classes)
+            };
+            let (value, grads) = batch_gradients(&model, host.len(), &split, &piece_loss);
+            let value = check_finite(value, epoch, step, lr, &run_dir)?;
             model = match config.train.head_lr {
                 Some(head_lr) => {
                     step_with_group(&mut optim, model, grads, lr, &head_group, head_lr * lr / base_lr)

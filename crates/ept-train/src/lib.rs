@@ -1,7 +1,7 @@
 //! `ept-train` — the engine that turns a [`RunConfig`] into a trained, evaluated,
 //! reported run: the loop for single- and multi-label classification ([`engine`]),
 //! learning-rate schedules ([`schedule`]), metrics ([`metrics`]) and evaluation
-//! ([`evaluate`]), crash-safe checkpoints with exact resume ([`checkpoint`]), and the
+//! ([`evaluate`]), data-parallel and micro-batched gradients ([`parallel`]), crash-safe checkpoints with exact resume ([`checkpoint`]), and the
 //! feature-distribution analysis and plots of the run report ([`analysis`], [`plot`]).
 
 pub mod analysis;
@@ -12,6 +12,7 @@ pub mod error;
 pub mod evaluate;
 pub mod groups;
 pub mod metrics;
+pub mod parallel;
 pub mod plot;
 pub mod schedule;
 pub mod seg;
