@@ -337,3 +337,115 @@ fn data_parallel_and_micro_batches_follow_the_single_device_curve() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The run folder's checkpoint names, temporary ones included.
+fn checkpoint_names(run: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(run.join("checkpoints"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Unmounts a scratch tmpfs when dropped.
+struct Mount(PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fill the file system holding `dir` until a write fails, then give back `room` bytes.
+fn fill_leaving(dir: &Path, room: u64) -> PathBuf {
+    use std::io::Write;
+    let filler = dir.join("filler");
+    let mut file = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.sync_all();
+    let written = std::fs::metadata(&filler).unwrap().len();
+    file.set_len(written.saturating_sub(room)).unwrap();
+    filler
+}
+
+/// A run stopped by a full disk (a real one: a tmpfs filled up, when this machine lets
+/// us mount; and always a file-size limit, which fails writes the same way) says so,
+/// names the file, leaves the last good checkpoint and no temporary folder, and, once
+/// there is space again, `--resume` finishes with the uninterrupted run's losses.
+#[test]
+fn a_full_disk_stops_cleanly_and_resume_continues_exactly() {
+    let (dir, config) = setup("fulldisk");
+    let config = config.to_str().unwrap();
+    let whole = cli(&["train", "--quiet", "--config", config]);
+    assert!(whole.status.success(), "{}", text(&whole));
+    let uninterrupted = losses(&dir.join("run"));
+    let first_epoch = |run: &Path| {
+        let out = format!("output.dir=\"{}\"", run.display());
+        let partial = cli(&["train", "--quiet", "--config", config, "--set", &out, "--stop-after", "1"]);
+        assert!(partial.status.success(), "{}", text(&partial));
+        assert_eq!(checkpoint_names(run), ["epoch-0000"]);
+    };
+    let resume = |run: &Path, wrapper: Option<&str>| {
+        let out = format!("output.dir=\"{}\"", run.display());
+        let args = ["train", "--quiet", "--config", config, "--set", &out, "--resume"];
+        let mut command = match wrapper {
+            // SIGXFSZ ignored (inherited through exec): writes past the limit fail with EFBIG.
+            Some(script) => {
+                let mut c = Command::new("bash");
+                c.args(["-c", script, env!("CARGO_BIN_EXE_ept-cli")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_ept-cli")),
+        };
+        command.args(args).current_dir(repo()).output().unwrap()
+    };
+    let check_stopped = |run: &Path, output: &Output| {
+        let message = text(output);
+        assert!(!output.status.success(), "{message}");
+        assert!(!message.contains("panicked"), "{message}");
+        assert!(message.contains("the disk is full"), "{message}");
+        assert!(message.contains(&run.display().to_string()), "names the file: {message}");
+        assert!(message.contains("last good checkpoint is intact"), "{message}");
+        assert_eq!(checkpoint_names(run), ["epoch-0000"], "{message}");
+    };
+
+    // A file-size limit of 1 KiB: the first write past it fails.
+    let limited = dir.join("run_limited");
+    first_epoch(&limited);
+    let stopped = resume(&limited, Some("trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\""));
+    check_stopped(&limited, &stopped);
+    let resumed = resume(&limited, None);
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(losses(&limited), uninterrupted);
+
+    // A real full file system, when mounting is allowed (root with CAP_SYS_ADMIN).
+    let disk = dir.join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&disk)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !mounted {
+        eprintln!("full-disk part skipped: this machine does not allow mounting a tmpfs");
+    } else {
+        let _mount = Mount(disk.clone());
+        let run = disk.join("run");
+        first_epoch(&run);
+        // Room for the epoch's log lines, not for a second checkpoint.
+        let filler = fill_leaving(&disk, 4096);
+        let stopped = resume(&run, None);
+        check_stopped(&run, &stopped);
+        std::fs::remove_file(filler).unwrap();
+        let resumed = resume(&run, None);
+        assert!(resumed.status.success(), "{}", text(&resumed));
+        assert_eq!(losses(&run), uninterrupted);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

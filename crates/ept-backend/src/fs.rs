@@ -35,17 +35,55 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     })();
     if let Err(error) = result {
         let _ = fs::remove_file(&temp);
-        return Err(io::Error::new(
-            error.kind(),
-            format!("writing {}: {error}", path.display()),
-        ));
+        return Err(explain(error, path));
     }
     Ok(())
+}
+
+/// True for the errors of a full disk, an exhausted quota or a file-size limit.
+pub fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
+/// `error` of writing `path`, as a message that names the path and, when the disk (or a
+/// quota or file-size limit) is full, says so and what to do.
+pub fn explain(error: io::Error, path: &Path) -> io::Error {
+    let advice = if is_out_of_space(&error) {
+        " — the disk is full (or a quota or file-size limit was reached): free space or set \
+         output.dir to another disk, then continue with --resume"
+    } else {
+        ""
+    };
+    io::Error::new(error.kind(), format!("writing {}: {error}{advice}", path.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_full_disk_is_explained() {
+        let full = explain(io::Error::from_raw_os_error(28), Path::new("/runs/x/state.json"));
+        let text = full.to_string();
+        assert!(text.starts_with("writing /runs/x/state.json: "), "{text}");
+        assert!(text.contains("the disk is full") && text.contains("--resume"), "{text}");
+        assert_eq!(full.kind(), io::ErrorKind::StorageFull);
+        let denied = explain(io::Error::from_raw_os_error(13), Path::new("/x"));
+        assert!(!denied.to_string().contains("disk is full"), "{denied}");
+    }
+
+    /// `/dev/full` answers every write with ENOSPC: a real full-disk error, no mount needed.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn writing_to_a_full_device_names_it() {
+        let mut file = File::options().write(true).open("/dev/full").unwrap();
+        let error = file.write_all(&[0u8; 4096]).and_then(|_| file.sync_all()).unwrap_err();
+        assert!(is_out_of_space(&error), "{error:?}");
+        assert!(explain(error, Path::new("/dev/full")).to_string().contains("disk is full"));
+    }
 
     #[test]
     fn replaces_content_and_leaves_no_temp_files() {

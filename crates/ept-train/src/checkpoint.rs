@@ -104,16 +104,26 @@ pub fn save_with(
     let temp = root.join(format!(".{name}.tmp"));
     let done = root.join(&name);
     let _ = std::fs::remove_dir_all(&temp);
-    std::fs::create_dir_all(&temp).map_err(|e| TrainError::write(&temp, e))?;
-    write_model(&temp.join("method.safetensors"))?;
-    let bytes = optim
-        .into_bytes()
-        .map_err(|e| TrainError::run(&temp, format!("serialising the optimizer state: {e:?}")))?;
-    ept_backend::fs::write_atomic(&temp.join("optimizer.bin"), &bytes)
-        .map_err(|e| TrainError::write(&temp.join("optimizer.bin"), e))?;
-    let state_json = serde_json::to_vec_pretty(state).unwrap_or_default();
-    ept_backend::fs::write_atomic(&temp.join("state.json"), &state_json)
-        .map_err(|e| TrainError::write(&temp.join("state.json"), e))?;
+    let written = (|| {
+        std::fs::create_dir_all(&temp).map_err(|e| TrainError::write(&temp, e))?;
+        write_model(&temp.join("method.safetensors"))?;
+        let bytes = optim
+            .into_bytes()
+            .map_err(|e| TrainError::run(&temp, format!("serialising the optimizer state: {e:?}")))?;
+        ept_backend::fs::write_atomic(&temp.join("optimizer.bin"), &bytes)
+            .map_err(|e| TrainError::write(&temp.join("optimizer.bin"), e))?;
+        let state_json = serde_json::to_vec_pretty(state).unwrap_or_default();
+        ept_backend::fs::write_atomic(&temp.join("state.json"), &state_json)
+            .map_err(|e| TrainError::write(&temp.join("state.json"), e))
+    })();
+    if let Err(error) = written {
+        // A half-written folder would only take the space a full disk lacks.
+        let _ = std::fs::remove_dir_all(&temp);
+        return Err(match error {
+            TrainError::Write { .. } => error,
+            other => TrainError::run(run_dir, format!("{other}. The last good checkpoint is intact")),
+        });
+    }
     let _ = std::fs::remove_dir_all(&done);
     std::fs::rename(&temp, &done).map_err(|e| TrainError::write(&done, e))?;
     // Older checkpoints go only once the new one is complete.

@@ -25,7 +25,7 @@ pub enum TrainError {
         lr: f64,
         run_dir: String,
     },
-    #[error("cannot write {path}: {source}. The last good checkpoint is intact")]
+    #[error("cannot write {path} ({source}). The last good checkpoint is intact")]
     Write { path: String, source: std::io::Error },
     #[error("run folder {path}: {message}")]
     Run { path: String, message: String },
@@ -40,6 +40,11 @@ impl TrainError {
     }
 
     pub fn write(path: &Path, source: std::io::Error) -> Self {
+        let source = if source.to_string().starts_with("writing ") {
+            source // already explained by ept_backend::fs
+        } else {
+            ept_backend::fs::explain(source, path)
+        };
         TrainError::Write {
             path: path.display().to_string(),
             source,
