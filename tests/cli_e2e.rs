@@ -449,3 +449,26 @@ fn a_full_disk_stops_cleanly_and_resume_continues_exactly() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A batch that does not fit in memory (an address-space limit of 1.5 GB; 16 images at
+/// 224 px need a 1.7 GB attention tensor) ends with a message and `--batch-size` advice,
+/// exit status 3, no abort. Run from the config's own folder with a bare file name.
+#[test]
+fn a_batch_too_large_for_memory_gets_batch_size_advice() {
+    let (dir, _config) = setup("memory");
+    let run = format!("output.dir=\"{}\"", dir.join("run").display());
+    let output = Command::new("bash")
+        .args(["-c", "ulimit -v 1500000; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_ept-cli")])
+        .args(["train", "--quiet", "--config", "config.toml", "--batch-size", "16"])
+        .args(["--set", "model.image_size=224", "--set", &run])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let message = text(&output);
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(message.contains("error: out of memory: could not allocate"), "{message}");
+    assert!(message.contains("batch size 16") && message.contains("--batch-size 8"), "{message}");
+    assert!(message.contains("train.micro_batch_size=8"), "{message}");
+    assert!(!message.contains("panicked") && !message.contains("memory allocation of"), "{message}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,10 +4,12 @@
 //! string), turns it into a burn [`Device`] here, and never names a backend itself.
 //! The crate also owns process-wide run settings that backends care about: the
 //! CPU thread count and the global seed. Numeric helpers that every layer shares
-//! (pixel/grid resampling) live in [`resample`].
+//! (pixel/grid resampling) live in [`resample`]; atomic file output in [`fs`]; the
+//! out-of-memory report binaries install as their allocator in [`memory`].
 
 pub mod device;
 pub mod fs;
+pub mod memory;
 pub mod resample;
 pub mod rng;
 pub mod runtime;

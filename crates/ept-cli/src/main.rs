@@ -17,6 +17,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use ept_backend::DeviceSpec;
 
+/// A failed allocation ends with a message and `--batch-size` advice, not an abort.
+#[global_allocator]
+static ALLOCATOR: ept_backend::memory::ReportingAllocator = ept_backend::memory::ReportingAllocator;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "ept-cli",

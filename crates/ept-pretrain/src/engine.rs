@@ -177,6 +177,7 @@ pub fn pretrain(
             threads: ept_backend::worker_threads(config.data.workers),
         },
     )?;
+    ept_backend::memory::note_batch(config.train.batch_size, None);
     let kmeans = SoftKMeans {
         iterations: config.cpa.kmeans_iterations,
         temperature: config.cpa.teacher_temperature,

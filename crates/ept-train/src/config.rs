@@ -187,7 +187,9 @@ fn read_table(path: &Path, depth: usize) -> Result<toml::Table, TrainError> {
     let text = std::fs::read_to_string(path).map_err(|e| TrainError::config(path, e))?;
     let mut table: toml::Table = toml::from_str(&text).map_err(|e| TrainError::config(path, e))?;
     // Absolute, so that the resolved config written into a run folder reads back the same.
-    let base_dir = std::path::absolute(path.parent().unwrap_or(Path::new(".")))
+    // `Path::new("run.toml").parent()` is `Some("")`, which `absolute` refuses.
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let base_dir = std::path::absolute(parent.unwrap_or(Path::new(".")))
         .map_err(|e| TrainError::config(path, e))?;
     let base_dir = base_dir.as_path();
     resolve_paths(&mut table, base_dir);

@@ -287,6 +287,7 @@ pub fn train(
         },
         micro_batch: config.train.micro_batch_size.map(std::num::NonZeroUsize::get),
     };
+    ept_backend::memory::note_batch(config.train.batch_size, Some(split.micro_batch));
     let steps_per_epoch = loader.num_batches();
     let total_steps = steps_per_epoch * config.train.epochs;
     let base_lr = config.train.optimizer.lr();

@@ -157,6 +157,7 @@ pub fn train_segmentation(
             threads,
         },
     )?;
+    ept_backend::memory::note_batch(config.train.batch_size, None);
     let window = SlidingWindow {
         roi: config.data.sampling.shape.dims(),
         overlap: config.eval.overlap,
