@@ -34,13 +34,16 @@ fn setup(name: &str) -> (PathBuf, PathBuf) {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let data = repo().join("datasets/brain_patches");
-    let train: String = std::fs::read_to_string(data.join("lobe_train.txt"))
-        .unwrap()
-        .lines()
-        .enumerate()
-        .filter(|(i, _)| i % 80 == 0)
-        .map(|(_, l)| format!("{l}\n"))
-        .collect();
+    // Every 80th patch, plus the first patch of each class that this leaves out.
+    let all = std::fs::read_to_string(data.join("lobe_train.txt")).unwrap();
+    let class_of = |line: &str| line.rsplit(' ').next().unwrap().to_string();
+    let mut picked: Vec<&str> = all.lines().step_by(80).collect();
+    for line in all.lines() {
+        if !picked.iter().any(|p| class_of(p) == class_of(line)) {
+            picked.push(line);
+        }
+    }
+    let train: String = picked.iter().map(|l| format!("{l}\n")).collect();
     let test: String = std::fs::read_to_string(data.join("lobe_test.txt"))
         .unwrap()
         .lines()
@@ -215,6 +218,24 @@ fn bad_inputs_are_clear_errors() {
     );
     assert!(text(&out).contains("loss became"), "{}", text(&out));
 
+    // A training list without any image of class 6 (and 1).
+    let lines = std::fs::read_to_string(dir.join("train.txt")).unwrap();
+    let without: String = lines
+        .lines()
+        .filter(|l| !l.ends_with(" 6") && !l.ends_with(" 1"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("train_short.txt"), without).unwrap();
+    let short = format!("data.train.list=\"{}\"", dir.join("train_short.txt").display());
+    let out = cli(&["train", "--config", config.to_str().unwrap(), "--set", &short]);
+    let message = text(&out);
+    assert!(!out.status.success(), "{message}");
+    assert!(
+        message.contains("train_short.txt")
+            && message.contains("no sample of class 1 (class1), 6 (class6) of 7"),
+        "{message}"
+    );
+
     let out = cli(&[
         "train",
         "--config",
@@ -387,7 +408,16 @@ fn a_full_disk_stops_cleanly_and_resume_continues_exactly() {
     let uninterrupted = losses(&dir.join("run"));
     let first_epoch = |run: &Path| {
         let out = format!("output.dir=\"{}\"", run.display());
-        let partial = cli(&["train", "--quiet", "--config", config, "--set", &out, "--stop-after", "1"]);
+        let partial = cli(&[
+            "train",
+            "--quiet",
+            "--config",
+            config,
+            "--set",
+            &out,
+            "--stop-after",
+            "1",
+        ]);
         assert!(partial.status.success(), "{}", text(&partial));
         assert_eq!(checkpoint_names(run), ["epoch-0000"]);
     };
@@ -410,7 +440,10 @@ fn a_full_disk_stops_cleanly_and_resume_continues_exactly() {
         assert!(!output.status.success(), "{message}");
         assert!(!message.contains("panicked"), "{message}");
         assert!(message.contains("the disk is full"), "{message}");
-        assert!(message.contains(&run.display().to_string()), "names the file: {message}");
+        assert!(
+            message.contains(&run.display().to_string()),
+            "names the file: {message}"
+        );
         assert!(message.contains("last good checkpoint is intact"), "{message}");
         assert_eq!(checkpoint_names(run), ["epoch-0000"], "{message}");
     };
@@ -458,17 +491,37 @@ fn a_batch_too_large_for_memory_gets_batch_size_advice() {
     let (dir, _config) = setup("memory");
     let run = format!("output.dir=\"{}\"", dir.join("run").display());
     let output = Command::new("bash")
-        .args(["-c", "ulimit -v 1500000; exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_ept-cli")])
-        .args(["train", "--quiet", "--config", "config.toml", "--batch-size", "16"])
+        .args([
+            "-c",
+            "ulimit -v 1500000; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_ept-cli"),
+        ])
+        .args([
+            "train",
+            "--quiet",
+            "--config",
+            "config.toml",
+            "--batch-size",
+            "16",
+        ])
         .args(["--set", "model.image_size=224", "--set", &run])
         .current_dir(&dir)
         .output()
         .unwrap();
     let message = text(&output);
     assert_eq!(output.status.code(), Some(3), "{message}");
-    assert!(message.contains("error: out of memory: could not allocate"), "{message}");
-    assert!(message.contains("batch size 16") && message.contains("--batch-size 8"), "{message}");
+    assert!(
+        message.contains("error: out of memory: could not allocate"),
+        "{message}"
+    );
+    assert!(
+        message.contains("batch size 16") && message.contains("--batch-size 8"),
+        "{message}"
+    );
     assert!(message.contains("train.micro_batch_size=8"), "{message}");
-    assert!(!message.contains("panicked") && !message.contains("memory allocation of"), "{message}");
+    assert!(
+        !message.contains("panicked") && !message.contains("memory allocation of"),
+        "{message}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -57,7 +57,10 @@ pub fn explain(error: io::Error, path: &Path) -> io::Error {
     } else {
         ""
     };
-    io::Error::new(error.kind(), format!("writing {}: {error}{advice}", path.display()))
+    io::Error::new(
+        error.kind(),
+        format!("writing {}: {error}{advice}", path.display()),
+    )
 }
 
 #[cfg(test)]
@@ -69,7 +72,10 @@ mod tests {
         let full = explain(io::Error::from_raw_os_error(28), Path::new("/runs/x/state.json"));
         let text = full.to_string();
         assert!(text.starts_with("writing /runs/x/state.json: "), "{text}");
-        assert!(text.contains("the disk is full") && text.contains("--resume"), "{text}");
+        assert!(
+            text.contains("the disk is full") && text.contains("--resume"),
+            "{text}"
+        );
         assert_eq!(full.kind(), io::ErrorKind::StorageFull);
         let denied = explain(io::Error::from_raw_os_error(13), Path::new("/x"));
         assert!(!denied.to_string().contains("disk is full"), "{denied}");
@@ -80,9 +86,16 @@ mod tests {
     #[test]
     fn writing_to_a_full_device_names_it() {
         let mut file = File::options().write(true).open("/dev/full").unwrap();
-        let error = file.write_all(&[0u8; 4096]).and_then(|_| file.sync_all()).unwrap_err();
+        let error = file
+            .write_all(&[0u8; 4096])
+            .and_then(|_| file.sync_all())
+            .unwrap_err();
         assert!(is_out_of_space(&error), "{error:?}");
-        assert!(explain(error, Path::new("/dev/full")).to_string().contains("disk is full"));
+        assert!(
+            explain(error, Path::new("/dev/full"))
+                .to_string()
+                .contains("disk is full")
+        );
     }
 
     #[test]

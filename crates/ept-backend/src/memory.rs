@@ -112,14 +112,21 @@ pub fn report(size: usize, batch_size: usize, micro_batch: usize) -> StackText {
     } else {
         let _ = write!(text, ". Free memory or work on smaller inputs");
     }
-    let _ = writeln!(text, ". Checkpoints already written are intact (continue with --resume).");
+    let _ = writeln!(
+        text,
+        ". Checkpoints already written are intact (continue with --resume)."
+    );
     text
 }
 
 #[cold]
 fn out_of_memory(size: usize) -> ! {
     use std::io::Write;
-    let text = report(size, BATCH_SIZE.load(Ordering::Relaxed), MICRO_BATCH.load(Ordering::Relaxed));
+    let text = report(
+        size,
+        BATCH_SIZE.load(Ordering::Relaxed),
+        MICRO_BATCH.load(Ordering::Relaxed),
+    );
     // Unbuffered stderr: writing does not allocate.
     let _ = std::io::stderr().write_all(text.as_bytes());
     unsafe extern "C" {
@@ -140,14 +147,26 @@ mod tests {
     #[test]
     fn the_report_names_the_size_and_a_smaller_batch() {
         let t = text(3 << 30, 64, 0);
-        assert!(t.starts_with("error: out of memory: could not allocate 3072.0 MiB"), "{t}");
-        assert!(t.contains("batch size 64") && t.contains("--batch-size 32"), "{t}");
+        assert!(
+            t.starts_with("error: out of memory: could not allocate 3072.0 MiB"),
+            "{t}"
+        );
+        assert!(
+            t.contains("batch size 64") && t.contains("--batch-size 32"),
+            "{t}"
+        );
         assert!(t.contains("train.micro_batch_size=32"), "{t}");
         let t = text(1 << 20, 64, 8);
-        assert!(t.contains("(micro-batches of 8)") && t.contains("train.micro_batch_size=4"), "{t}");
+        assert!(
+            t.contains("(micro-batches of 8)") && t.contains("train.micro_batch_size=4"),
+            "{t}"
+        );
         assert!(text(1 << 20, 1, 0).contains("--batch-size 1"));
         let segmentation = text(1 << 20, 8, NO_ACCUMULATION);
-        assert!(segmentation.contains("--batch-size 4") && !segmentation.contains("micro"), "{segmentation}");
+        assert!(
+            segmentation.contains("--batch-size 4") && !segmentation.contains("micro"),
+            "{segmentation}"
+        );
         let outside_training = text(10, 0, 0);
         assert!(!outside_training.contains("--batch-size"), "{outside_training}");
     }

@@ -102,6 +102,15 @@ pub struct Dataset {
     pub default_grouping: Grouping,
 }
 
+impl Dataset {
+    /// Classes that no sample carries (a training list must have every class).
+    pub fn classes_without_samples(&self) -> Vec<usize> {
+        (0..self.num_classes)
+            .filter(|&c| !self.samples.iter().any(|s| s.target.has(c)))
+            .collect()
+    }
+}
+
 fn read_class_names(path: &Path, num_classes: usize) -> Result<Vec<String>, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     let names: Vec<String> = crate::list::text_lines(&bytes, path)?
@@ -131,6 +140,15 @@ fn resolve(base: &Path, p: &Path) -> PathBuf {
 }
 
 impl DataSource {
+    /// The file or folder the samples come from (for messages).
+    pub fn origin(&self) -> &Path {
+        match self {
+            DataSource::List { list, .. } => list,
+            DataSource::Csv { file, .. } => file,
+            DataSource::Folder { root } => root,
+        }
+    }
+
     /// A MedFMC-style list source with the format's default class count.
     pub fn list(list: impl Into<PathBuf>, images: impl Into<PathBuf>, format: ListKind) -> Self {
         DataSource::List {

@@ -221,6 +221,55 @@ fn sixteen_bit_and_rgba_pngs_decode_to_unit_range() {
     assert!(e.contains("broken.png") && e.contains("cannot decode"), "{e}");
 }
 
+/// A PNG whose header says `width × height`, with valid chunk checksums.
+fn png_with_size(width: u32, height: u32) -> Vec<u8> {
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut out = (data.len() as u32).to_be_bytes().to_vec();
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+        out
+    };
+    let mut ihdr = width.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+#[test]
+fn zero_size_and_empty_images_are_errors_naming_the_file() {
+    let dir = Scratch::new("zero-size");
+    for (name, bytes) in [
+        ("empty.png", Vec::new()),
+        ("zero_width.png", png_with_size(0, 4)),
+        ("zero_height.png", png_with_size(4, 0)),
+        ("no_pixels.png", png_with_size(4, 4)), // header only: no image data
+        ("empty.jpg", vec![0xFF, 0xD8, 0xFF, 0xD9]), // start and end of image, nothing between
+    ] {
+        let path = dir.write(name, &bytes);
+        let e = decode_file(&path).unwrap_err().to_string();
+        assert!(e.contains(name), "{name}: {e}");
+    }
+}
+
 #[test]
 fn pipelines_parse_from_config_and_reject_typos() {
     let json = r#"[{"type": "random_resized_crop", "size": 224, "scale": [0.2, 1.0]},

@@ -189,8 +189,8 @@ fn read_table(path: &Path, depth: usize) -> Result<toml::Table, TrainError> {
     // Absolute, so that the resolved config written into a run folder reads back the same.
     // `Path::new("run.toml").parent()` is `Some("")`, which `absolute` refuses.
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let base_dir = std::path::absolute(parent.unwrap_or(Path::new(".")))
-        .map_err(|e| TrainError::config(path, e))?;
+    let base_dir =
+        std::path::absolute(parent.unwrap_or(Path::new("."))).map_err(|e| TrainError::config(path, e))?;
     let base_dir = base_dir.as_path();
     resolve_paths(&mut table, base_dir);
     match table.remove("extends") {

@@ -238,6 +238,20 @@ pub fn train(
     let val_set = load_split(&config.data.val)?;
     let test_set = load_split(&config.data.test)?;
     let (classes, task) = (train_set.num_classes, train_set.task);
+    let missing = train_set.classes_without_samples();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|&c| format!("{c} ({})", train_set.class_names[c]))
+            .collect();
+        return Err(TrainError::Data(ept_data::DataError::Invalid(format!(
+            "{} (data.train) has no sample of class {} of {classes}: every class needs at \
+             least one training image (check data.train's num_classes, or draw the few-shot \
+             list again with `ept-cli sample`)",
+            config.data.train.origin().display(),
+            names.join(", ")
+        ))));
+    }
 
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);
