@@ -8,7 +8,9 @@
 //! training step per tuning method, and `none_fwd_bwd`: the same frozen backbone's
 //! forward + backward to the token activations with no method — the yardstick prompt
 //! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000), `loader`
-//! (decoded + augmented images/s).
+//! (decoded + augmented images/s). Every line carries `max_rss_mb`, the peak resident
+//! memory during that measurement. `--peer` / `--compare` run the PyTorch peer beside
+//! (see `peer`).
 
 use std::time::Instant;
 
@@ -46,10 +48,18 @@ pub struct BenchArgs {
     /// Timed repetitions per measurement (after one warm-up); default 2 with --quick, else 5.
     #[arg(long)]
     reps: Option<usize>,
+    /// Also run the PyTorch peer (bench/peer/; installed into .venv-peer/ on first use)
+    /// with the same groups, model, batch, repetitions and threads.
+    #[arg(long)]
+    peer: bool,
+    /// Run the peer and print a side-by-side table with ratios (implies --peer).
+    #[arg(long)]
+    compare: bool,
 }
 
 /// Median wall time of `reps` runs of `f` after one warm-up run.
 pub(crate) fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
+    reset_peak_rss();
     f();
     let mut times: Vec<f64> = (0..reps)
         .map(|_| {
@@ -62,6 +72,19 @@ pub(crate) fn median_seconds(reps: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// Start a new peak-RSS window (Linux: writing 5 to clear_refs resets VmHWM).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// This process's peak resident memory since the last reset, in MB (Linux only).
+pub(crate) fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 /// Shared facts of one benchmark run, stamped on every line.
 struct Run<'a> {
     args: &'a BenchArgs,
@@ -69,6 +92,8 @@ struct Run<'a> {
     config: VitConfig,
     reps: usize,
     threads: usize,
+    /// Every line reported, for `--compare`.
+    lines: std::cell::RefCell<Vec<Value>>,
 }
 
 impl Run<'_> {
@@ -78,10 +103,16 @@ impl Run<'_> {
             "batch": self.args.batch, "image_size": self.config.img_size, "threads": self.threads,
             "median_s": seconds, "images_per_s": self.args.batch as f64 / seconds, "impl": "ept",
         });
-        if let (Some(method), Value::Object(map)) = (method, &mut line) {
-            map.insert("method".into(), json!(method));
+        if let Value::Object(map) = &mut line {
+            if let Some(method) = method {
+                map.insert("method".into(), json!(method));
+            }
+            if let Some(mb) = peak_rss_mb() {
+                map.insert("max_rss_mb".into(), json!(mb));
+            }
         }
         println!("{line}");
+        self.lines.borrow_mut().push(line.clone());
         if !self.args.json {
             eprintln!(
                 "  {:<28} {:<28} {:<8} batch {:>3}  {:>8.3} s  {:>8.2} images/s",
@@ -124,14 +155,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     if groups.contains(&"loader") {
         loader_bench(args, threads)?;
     }
+    let reps = args.reps.unwrap_or(if args.quick { 2 } else { 5 });
+    let mut ours = Vec::new();
     for spec in args.devices.split(',') {
         let spec: DeviceSpec = spec.parse()?;
         let run = Run {
             args,
             spec,
             config: VitConfig::from_name(&args.model)?,
-            reps: args.reps.unwrap_or(if args.quick { 2 } else { 5 }),
+            reps,
             threads,
+            lines: Default::default(),
         };
         let context = || format!("benchmarks on {spec}");
         if groups.iter().all(|g| *g == "loader") {
@@ -148,6 +182,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if groups.contains(&"punet") {
             crate::bench_punet::punet_benches(&spec, run.reps, threads, args.json).with_context(context)?;
+        }
+        ours.extend(run.lines.into_inner());
+    }
+    if args.peer || args.compare {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let peer_run = crate::peer::PeerRun {
+            groups: &groups,
+            model: &args.model,
+            batch: args.batch,
+            reps,
+            threads,
+            quick: args.quick,
+        };
+        let theirs = crate::peer::run(&root, &peer_run)?;
+        if args.compare {
+            eprintln!("\n{}", crate::peer::compare_table(&ours, &theirs));
         }
     }
     Ok(())

@@ -1,5 +1,6 @@
-//! `cargo xtask` — project automation. `cargo xtask bench [--quick] [--json]` runs the
-//! benchmarks and prints one JSON object per measurement (see `bench`);
+//! `cargo xtask` — project automation. `cargo xtask bench [--quick] [--json] [--compare]`
+//! runs the benchmarks and prints one JSON object per measurement (see `bench`; the
+//! PyTorch peer beside them: `peer`);
 //! `cargo xtask make-brain-volumes` builds `datasets/brain_volumes/` (see `brain_volumes`);
 //! `cargo xtask fuzz [--quick]` fuzzes the parsers (see `fuzz`).
 
@@ -7,6 +8,7 @@ mod bench;
 mod bench_punet;
 mod brain_volumes;
 mod fuzz;
+mod peer;
 
 use clap::{Parser, Subcommand};
 

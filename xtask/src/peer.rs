@@ -1,0 +1,185 @@
+//! The PyTorch side of `cargo xtask bench --peer / --compare`: installs the pinned peer
+//! (`bench/peer/requirements.txt`: torch, timm) into `.venv-peer/` the first time it is
+//! asked — never in CI, never otherwise — runs `bench/peer/peer_bench.py` with the same
+//! groups, model, batch, repetitions and threads, and puts its JSON lines beside ours:
+//! one table row per workload with both medians, the ratio ours / PyTorch and both peak
+//! RSS figures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+
+/// The peer's Python, installing the pinned environment when it is missing.
+pub fn python(root: &Path) -> anyhow::Result<PathBuf> {
+    let venv = root.join(".venv-peer");
+    let python = venv.join("bin/python");
+    if python.exists() {
+        return Ok(python);
+    }
+    eprintln!("installing the PyTorch peer into {} (once)", venv.display());
+    let status = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv")?;
+    if !status.success() {
+        bail!("python3 -m venv {} failed", venv.display());
+    }
+    let status = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet", "-r"])
+        .arg(root.join("bench/peer/requirements.txt"))
+        .status()
+        .context("running pip")?;
+    if !status.success() {
+        let _ = std::fs::remove_dir_all(&venv);
+        bail!("pip install -r bench/peer/requirements.txt failed (the partial venv was removed)");
+    }
+    Ok(python)
+}
+
+/// What the peer is asked to run (the same settings as ours).
+pub struct PeerRun<'a> {
+    pub groups: &'a [&'a str],
+    pub model: &'a str,
+    pub batch: usize,
+    pub reps: usize,
+    pub threads: usize,
+    pub quick: bool,
+}
+
+/// Run the peer; returns its JSON lines (also echoed to stdout).
+pub fn run(root: &Path, peer: &PeerRun) -> anyhow::Result<Vec<Value>> {
+    let groups: Vec<&str> = peer
+        .groups
+        .iter()
+        .copied()
+        .filter(|g| ["vit", "methods", "ept_length"].contains(g))
+        .collect();
+    if groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let python = python(root)?;
+    let mut command = Command::new(python);
+    command
+        .arg(root.join("bench/peer/peer_bench.py"))
+        .args(["--json", "--isolate", "--groups", &groups.join(",")])
+        .args(["--model", peer.model, "--batch", &peer.batch.to_string()])
+        .args([
+            "--reps",
+            &peer.reps.to_string(),
+            "--threads",
+            &peer.threads.to_string(),
+        ])
+        .stderr(Stdio::inherit());
+    if peer.quick {
+        command.arg("--quick");
+    }
+    let output = command.output().context("running bench/peer/peer_bench.py")?;
+    if !output.status.success() {
+        bail!("bench/peer/peer_bench.py failed ({})", output.status);
+    }
+    let lines: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    for line in &lines {
+        println!("{line}");
+    }
+    Ok(lines)
+}
+
+/// The PyTorch workload a line of ours is compared with: the same one, except that our
+/// fast exact EPT has no PyTorch form and is held to PyTorch's literal (reference) EPT.
+fn peer_key(line: &Value) -> (String, String) {
+    let bench = line["bench"].as_str().unwrap_or_default().to_string();
+    let method = line["method"].as_str().unwrap_or_default();
+    let method = match method.strip_prefix("ept_L") {
+        Some(length) => format!("ept_reference_L{length}"),
+        None if method == "ept" => "ept_reference".to_string(),
+        None => method.to_string(),
+    };
+    (bench, method)
+}
+
+fn key(line: &Value) -> (String, String) {
+    (
+        line["bench"].as_str().unwrap_or_default().to_string(),
+        line["method"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+/// The side-by-side table (markdown) of our lines against the peer's.
+pub fn compare_table(ours: &[Value], peer: &[Value]) -> String {
+    let mut out = String::from(
+        "| workload | ours (s) | PyTorch (s) | ours / PyTorch | ours peak RSS (MB) | PyTorch peak RSS (MB) |\n\
+         | --- | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for line in ours {
+        let wanted = peer_key(line);
+        let Some(theirs) = peer.iter().find(|p| key(p) == wanted) else {
+            continue;
+        };
+        let (a, b) = (line["median_s"].as_f64(), theirs["median_s"].as_f64());
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        let (bench, method) = key(line);
+        let name = if method.is_empty() {
+            bench
+        } else {
+            format!("{bench} {method}")
+        };
+        let name = if wanted.1 != key(line).1 {
+            format!("{name} (vs {})", wanted.1)
+        } else {
+            name
+        };
+        let rss = |v: &Value| {
+            v["max_rss_mb"]
+                .as_f64()
+                .map_or("–".to_string(), |m| format!("{m:.0}"))
+        };
+        out.push_str(&format!(
+            "| {name} | {a:.3} | {b:.3} | {:.2} | {} | {} |\n",
+            a / b,
+            rss(line),
+            rss(theirs)
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn rows_pair_fast_ept_with_the_reference_form() {
+        let ours = vec![
+            json!({"bench": "vit_forward", "median_s": 2.0, "max_rss_mb": 900.0}),
+            json!({"bench": "train_step", "method": "ept", "median_s": 3.0}),
+            json!({"bench": "ept_length", "method": "ept_L1000", "median_s": 1.0}),
+            json!({"bench": "train_step", "method": "lora", "median_s": 1.0}),
+        ];
+        let peer = vec![
+            json!({"bench": "vit_forward", "median_s": 1.0, "max_rss_mb": 1200.0}),
+            json!({"bench": "train_step", "method": "ept_reference", "median_s": 2.0}),
+            json!({"bench": "ept_length", "method": "ept_reference_L1000", "median_s": 4.0}),
+        ];
+        let table = compare_table(&ours, &peer);
+        assert!(
+            table.contains("| vit_forward | 2.000 | 1.000 | 2.00 | 900 | 1200 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| train_step ept (vs ept_reference) | 3.000 | 2.000 | 1.50 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| ept_length ept_L1000 (vs ept_reference_L1000) | 1.000 | 4.000 | 0.25 |"),
+            "{table}"
+        );
+        assert!(!table.contains("lora"), "no peer line, no row: {table}");
+    }
+}
