@@ -314,12 +314,21 @@ fn sample_then_sweep_is_resumable_and_writes_a_table() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A scratch setup (see [`setup`]) and the step losses of its config trained in one go
+/// into `run/`.
+fn uninterrupted_run(name: &str) -> (PathBuf, String, Vec<f64>) {
+    let (dir, config) = setup(name);
+    let config = config.to_str().unwrap().to_string();
+    let whole = cli(&["train", "--quiet", "--config", &config]);
+    assert!(whole.status.success(), "{}", text(&whole));
+    let losses = losses(&dir.join("run"));
+    (dir, config, losses)
+}
+
 #[test]
 fn data_parallel_and_micro_batches_follow_the_single_device_curve() {
-    let (dir, config) = setup("parallel");
-    let config = config.to_str().unwrap();
-    let single = cli(&["train", "--quiet", "--config", config]);
-    assert!(single.status.success(), "{}", text(&single));
+    let (dir, config, want) = uninterrupted_run("parallel");
+    let config = config.as_str();
     let out = format!("output.dir=\"{}\"", dir.join("run_parallel").display());
     let parallel = cli(&[
         "--device",
@@ -334,7 +343,7 @@ fn data_parallel_and_micro_batches_follow_the_single_device_curve() {
         "train.micro_batch_size=1",
     ]);
     assert!(parallel.status.success(), "{}", text(&parallel));
-    let (want, got) = (losses(&dir.join("run")), losses(&dir.join("run_parallel")));
+    let got = losses(&dir.join("run_parallel"));
     assert_eq!(want.len(), got.len());
     for (step, (a, b)) in want.iter().zip(&got).enumerate() {
         assert!(
@@ -401,11 +410,8 @@ fn fill_leaving(dir: &Path, room: u64) -> PathBuf {
 /// there is space again, `--resume` finishes with the uninterrupted run's losses.
 #[test]
 fn a_full_disk_stops_cleanly_and_resume_continues_exactly() {
-    let (dir, config) = setup("fulldisk");
-    let config = config.to_str().unwrap();
-    let whole = cli(&["train", "--quiet", "--config", config]);
-    assert!(whole.status.success(), "{}", text(&whole));
-    let uninterrupted = losses(&dir.join("run"));
+    let (dir, config, uninterrupted) = uninterrupted_run("fulldisk");
+    let config = config.as_str();
     let first_epoch = |run: &Path| {
         let out = format!("output.dir=\"{}\"", run.display());
         let partial = cli(&[
