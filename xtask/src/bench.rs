@@ -133,6 +133,8 @@ impl Run<'_> {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    // As ept-cli does: measure with the allocator settings users run with.
+    ept_backend::memory::keep_tensor_buffers();
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -146,9 +148,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     });
     let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
-        if !["vit", "methods", "ept_length", "loader", "punet"].contains(group) {
+        if !["gemm", "vit", "methods", "ept_length", "loader", "punet"].contains(group) {
             anyhow::bail!(
-                "unknown benchmark group '{group}': expected vit, methods, ept_length, loader, punet"
+                "unknown benchmark group '{group}': expected gemm, vit, methods, ept_length, loader, punet"
             );
         }
     }
@@ -170,6 +172,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let context = || format!("benchmarks on {spec}");
         if groups.iter().all(|g| *g == "loader") {
             break;
+        }
+        if groups.contains(&"gemm") {
+            gemm_bench(&run);
         }
         if groups.contains(&"vit") {
             vit_benches(&run).with_context(context)?;
@@ -219,6 +224,31 @@ fn loader_bench(args: &BenchArgs, threads: usize) -> anyhow::Result<()> {
         eprintln!("  loader (decode + augment, {threads} threads)   {images_per_s:>8.1} images/s");
     }
     Ok(())
+}
+
+/// Side of the square matrices of the `gemm` group.
+const GEMM_SIDE: usize = 2048;
+
+/// One `2048 × 2048 · 2048 × 2048` f32 matrix product: the backend's raw GEMM speed, the
+/// ceiling every ViT number below is held against.
+fn gemm_bench(run: &Run) {
+    let device = run.spec.device();
+    let square = || Tensor::<2>::random([GEMM_SIDE, GEMM_SIDE], Distribution::Default, &device);
+    let (a, b) = (square(), square());
+    let seconds = median_seconds(run.reps.max(3), || {
+        let _ = a.clone().matmul(b.clone()).into_data();
+    });
+    let gflops = 2.0 * (GEMM_SIDE as f64).powi(3) / seconds / 1e9;
+    let line = json!({"bench": "sgemm_2048", "backend": run.spec.to_string(), "threads": run.threads,
+        "median_s": seconds, "gflops": gflops, "impl": "ept"});
+    println!("{line}");
+    run.lines.borrow_mut().push(line);
+    if !run.args.json {
+        eprintln!(
+            "  sgemm 2048³ ({} threads)  {seconds:>8.4} s  {gflops:>7.1} GFLOP/s",
+            run.threads
+        );
+    }
 }
 
 /// ViT forward (inference) and forward + backward to the input with a frozen model.

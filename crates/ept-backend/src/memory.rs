@@ -8,6 +8,11 @@
 //!
 //! Nothing is written to a run folder at that point; checkpoints are atomic, so the
 //! last good one is intact and `--resume` continues from it.
+//!
+//! [`keep_tensor_buffers`] tunes the system allocator for tensor work: a training step
+//! frees and reallocates the same multi-megabyte buffers hundreds of times, and glibc's
+//! defaults hand them back to the kernel each time, so every step page-faults them in
+//! and zeroes them again.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,6 +35,29 @@ pub fn note_batch(batch_size: usize, micro_batch: Option<Option<usize>>) {
         None => NO_ACCUMULATION,
     };
     MICRO_BATCH.store(micro, Ordering::Relaxed);
+}
+
+/// Keep freed tensor buffers in the process for reuse instead of returning them to the
+/// kernel (glibc: blocks up to 32 MiB come from the heap, and the heap top is never
+/// trimmed). Measured on ViT-B/16, batch 8, forward + backward: 3.3× fewer page faults,
+/// system time 7.2 s → 4.3 s (docs/BENCHMARKS.md). Peak memory is unchanged: what stays
+/// mapped is what the step had at its peak anyway. No effect on other C libraries.
+pub fn keep_tensor_buffers() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        unsafe extern "C" {
+            fn mallopt(param: i32, value: i32) -> i32;
+        }
+        const M_TRIM_THRESHOLD: i32 = -1;
+        const M_MMAP_THRESHOLD: i32 = -3;
+        // 32 MiB is the largest mmap threshold glibc accepts on 64-bit targets.
+        const LARGEST_HEAP_BLOCK: i32 = 32 << 20;
+        // Both calls only change tuning knobs; a refused value leaves glibc's default.
+        unsafe {
+            mallopt(M_MMAP_THRESHOLD, LARGEST_HEAP_BLOCK);
+            mallopt(M_TRIM_THRESHOLD, i32::MAX);
+        }
+    }
 }
 
 /// The system allocator, with a readable report instead of an abort when memory runs out.
