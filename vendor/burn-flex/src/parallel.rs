@@ -1,0 +1,119 @@
+//! Row-chunked parallelism for the generic element-wise kernels (ept patch).
+//!
+//! The SIMD add/sub/mul/div kernels already split very large buffers across rayon's
+//! pool, but the closure-based paths (`unary_op`, `scalar_op`, `binary_op` without a
+//! SIMD hint, and the broadcast loop nests in `zip`) ran on the calling thread only.
+//! Those carry the expensive element functions — `erf` inside GELU and its backward,
+//! `exp` — so on a 2-core machine a ViT training step spent over half its wall time on
+//! one core. [`for_each_chunk`] hands such a loop to rayon in contiguous chunks once it
+//! is large enough to repay the hand-off; below that, or without the `rayon` feature,
+//! it runs in place as before. Results are identical: every element is computed by the
+//! same function exactly once, only on another thread.
+
+/// Elements below which a kernel stays on the calling thread (64 Ki: ~10 µs of the
+/// cheapest closures, several times rayon's dispatch cost).
+pub(crate) const PARALLEL_MIN_ELEMS: usize = 1 << 16;
+
+/// Split `len` elements into contiguous `(start, end)` chunks and run `f` on each,
+/// in parallel when worthwhile. `f` must only touch the elements of its chunk.
+#[inline]
+pub(crate) fn for_each_chunk(len: usize, f: impl Fn(usize, usize) + Sync + Send) {
+    for_each_row_chunk(len, 1, f)
+}
+
+/// As [`for_each_chunk`] over `rows` rows of `row_elems` elements each: chunks are
+/// whole rows, `f` gets the row range `[start, end)`.
+#[inline]
+pub(crate) fn for_each_row_chunk(rows: usize, row_elems: usize, f: impl Fn(usize, usize) + Sync + Send) {
+    #[cfg(feature = "rayon")]
+    {
+        let threads = rayon::current_num_threads();
+        if rows > 1 && rows.saturating_mul(row_elems) >= PARALLEL_MIN_ELEMS && threads > 1 {
+            use rayon::prelude::*;
+            // A few chunks per thread balance uneven progress; chunks of at least 64
+            // elements keep SIMD inner loops and cache lines whole.
+            let mut chunk = rows.div_ceil(threads * 4);
+            if row_elems < 64 {
+                chunk = chunk.next_multiple_of(64usize.div_ceil(row_elems.max(1)));
+            }
+            (0..rows.div_ceil(chunk)).into_par_iter().for_each(|i| {
+                let start = i * chunk;
+                f(start, (start + chunk).min(rows));
+            });
+            return;
+        }
+    }
+    f(0, rows);
+}
+
+/// A raw pointer that may cross threads; each chunk writes a disjoint range.
+pub(crate) struct SendPtr<T>(pub *mut T);
+
+impl<T> Clone for SendPtr<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SendPtr<T> {}
+
+// SAFETY: users only dereference disjoint ranges per chunk (see `for_each_chunk`).
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The mutable sub-slice `[start, end)` of the buffer this pointer starts.
+    ///
+    /// # Safety
+    /// `[start, end)` must lie inside the buffer and no other live reference may
+    /// overlap it.
+    #[inline]
+    pub(crate) unsafe fn slice<'a>(self, start: usize, end: usize) -> &'a mut [T] {
+        unsafe { core::slice::from_raw_parts_mut(self.0.add(start), end - start) }
+    }
+}
+
+/// `dst[i] = op(dst[i])` over the whole slice, chunked across threads.
+#[inline]
+pub(crate) fn map_inplace<T: Copy + Send + Sync>(dst: &mut [T], op: impl Fn(T) -> T + Sync + Send) {
+    let ptr = SendPtr(dst.as_mut_ptr());
+    for_each_chunk(dst.len(), |start, end| {
+        // SAFETY: chunks are disjoint sub-ranges of `dst`, borrowed mutably here.
+        for x in unsafe { ptr.slice(start, end) } {
+            *x = op(*x);
+        }
+    });
+}
+
+/// `dst[i] = op(dst[i], src[i])`, chunked across threads. `src.len() >= dst.len()`.
+#[inline]
+pub(crate) fn zip_inplace<T: Copy + Send + Sync, S: Copy + Send + Sync>(
+    dst: &mut [T],
+    src: &[S],
+    op: impl Fn(T, S) -> T + Sync + Send,
+) {
+    assert!(src.len() >= dst.len());
+    let ptr = SendPtr(dst.as_mut_ptr());
+    for_each_chunk(dst.len(), |start, end| {
+        // SAFETY: as in `map_inplace`.
+        let out = unsafe { ptr.slice(start, end) };
+        for (d, &s) in out.iter_mut().zip(&src[start..end]) {
+            *d = op(*d, s);
+        }
+    });
+}
+
+/// A new vector of `len` elements, element `i` being `f(i)`, filled chunk-parallel.
+#[inline]
+pub(crate) fn collect_indexed<T: Send + Sync>(len: usize, f: impl Fn(usize) -> T + Sync + Send) -> alloc::vec::Vec<T> {
+    let mut out = alloc::vec::Vec::with_capacity(len);
+    let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr());
+    for_each_chunk(len, |start, end| {
+        // SAFETY: disjoint ranges of the reserved capacity.
+        for (i, slot) in unsafe { ptr.slice(start, end) }.iter_mut().enumerate() {
+            slot.write(f(start + i));
+        }
+    });
+    // SAFETY: every index in 0..len was written exactly once above.
+    unsafe { out.set_len(len) };
+    out
+}
