@@ -15,6 +15,7 @@ stops after ``torch.cuda.synchronize()``.
 
 Groups (``--groups``, as xtask; default all, with ``--quick`` only ``vit``):
 
+* ``gemm``: ``sgemm_2048``, one 2048³ f32 matrix product (also reported as GFLOP/s).
 * ``vit``: ``vit_forward`` (eval, inference mode, with the 1000-class head) and
   ``vit_forward_backward_input`` (frozen model, ``model(x).sum()`` back to the input).
 * ``methods``: ``train_step`` per method: ``none_fwd_bwd`` (frozen forward + backward
@@ -54,7 +55,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-GROUPS = ("vit", "methods", "ept_length")
+GROUPS = ("gemm", "vit", "methods", "ept_length")
+GEMM_SIDE = 2048            # as xtask: one 2048 × 2048 · 2048 × 2048 f32 product
 LENGTHS = (1, 10, 100, 1000)
 QUICK_LENGTHS = (1, 1000)
 QUICK_METHODS = ("linear", "ept_reference")
@@ -117,7 +119,7 @@ def parse_args(argv=None):
     args.groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     for g in args.groups:
         if g not in GROUPS:
-            ap.error(f"unknown benchmark group '{g}': expected vit, methods, ept_length")
+            ap.error(f"unknown benchmark group '{g}': expected gemm, vit, methods, ept_length")
     args.model = ALIASES.get(args.model, args.model)
     m = re.fullmatch(r"vit_(\w+?)_patch(\d+)_(\d+)", args.model)
     if not m or m.group(1) not in SIZES or int(m.group(3)) % int(m.group(2)):
@@ -132,6 +134,8 @@ def parse_args(argv=None):
 def measurements(args):
     """(bench, method-or-None) of every selected measurement, in xtask's order."""
     out = []
+    if "gemm" in args.groups:
+        out.append(("sgemm_2048", None))
     if "vit" in args.groups:
         out += [("vit_forward", None), ("vit_forward_backward_input", None)]
     if "methods" in args.groups:
@@ -146,7 +150,7 @@ def measurements(args):
 
 def single_measurement(name):
     from methods import METHODS
-    if name in ("vit_forward", "vit_forward_backward_input"):
+    if name in ("sgemm_2048", "vit_forward", "vit_forward_backward_input"):
         return (name, None)
     if name == "none_fwd_bwd" or name in METHODS:
         return ("train_step", name)
@@ -225,6 +229,8 @@ class Bench:
             line["max_gpu_mb"] = round(self.torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
         if method is not None:
             line["method"] = method
+        if bench == "sgemm_2048":
+            line["gflops"] = 2 * GEMM_SIDE ** 3 / seconds / 1e9
         print(json.dumps(line), flush=True)
         if not a.json:
             log(f"  {bench:<28} {method or '':<28} {a.device:<8} batch {a.batch:>3}  "
@@ -240,7 +246,9 @@ class Bench:
             torch.cuda.reset_peak_memory_stats(self.device)
         log(f"[peer] {bench} {method or ''} ({self.args.model}, batch {self.args.batch}, "
             f"{self.args.reps} reps)")
-        if bench == "vit_forward":
+        if bench == "sgemm_2048":
+            seconds = self.sgemm()
+        elif bench == "vit_forward":
             seconds = self.vit_forward()
         elif bench == "vit_forward_backward_input":
             seconds = self.vit_forward_backward_input()
@@ -258,6 +266,15 @@ class Bench:
         for p in model.parameters():
             p.requires_grad_(False)
         return model
+
+    def sgemm(self):
+        torch = self.torch
+        a, b = (torch.rand(GEMM_SIDE, GEMM_SIDE, device=self.device) for _ in range(2))
+        reps = self.args.reps
+        self.args.reps = max(reps, 3)               # as xtask: at least 3 timed products
+        seconds = self.median_seconds(lambda: (a @ b).cpu())
+        self.args.reps = reps
+        return seconds
 
     def vit_forward(self):
         torch = self.torch

@@ -4,7 +4,8 @@
 //! for training steps). Every timed closure ends by reading a result back to the host,
 //! so lazy backends have finished the work when the clock stops.
 //!
-//! Groups: `vit` (forward; forward + backward to the input), `methods` (one SGD
+//! Groups: `gemm` (one 2048³ f32 matrix product: the backend's raw GEMM speed),
+//! `vit` (forward; forward + backward to the input), `methods` (one SGD
 //! training step per tuning method, and `none_fwd_bwd`: the same frozen backbone's
 //! forward + backward to the token activations with no method — the yardstick prompt
 //! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000), `loader`
