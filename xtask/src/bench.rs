@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Run the peer and print a side-by-side table with ratios (implies --peer).
     #[arg(long)]
     compare: bool,
+    /// Matmul compute precision of ept's side: f32, bf16 or f16 (f32 master tensors;
+    /// see ept_backend::precision). The peer always runs f32, the targets' yardstick.
+    #[arg(long, default_value = "f32")]
+    precision: ept_backend::Precision,
 }
 
 /// Median wall time of `reps` runs of `f` after one warm-up run.
@@ -103,6 +107,7 @@ impl Run<'_> {
             "bench": bench, "model": self.config.name, "backend": self.spec.to_string(),
             "batch": self.args.batch, "image_size": self.config.img_size, "threads": self.threads,
             "median_s": seconds, "images_per_s": self.args.batch as f64 / seconds, "impl": "ept",
+            "precision": self.args.precision.to_string(),
         });
         if let Value::Object(map) = &mut line {
             if let Some(method) = method {
@@ -162,6 +167,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut ours = Vec::new();
     for spec in args.devices.split(',') {
         let spec: DeviceSpec = spec.parse()?;
+        ept_backend::set_precision(args.precision, spec.backend)?;
         let run = Run {
             args,
             spec,

@@ -1,7 +1,7 @@
 //! `ept-cli` — the command-line front end of ept.
 //!
 //! Subcommands live in their own modules; this file only parses arguments, applies the
-//! global run settings (device, threads) and turns errors into one readable paragraph
+//! global run settings (device, threads, matmul precision) and turns errors into one readable paragraph
 //! and a non-zero exit code.
 
 mod demo;
@@ -35,6 +35,10 @@ struct Cli {
     /// CPU worker threads (default: all cores)
     #[arg(long, global = true)]
     threads: Option<usize>,
+    /// Compute precision of matrix products: f32 | bf16 | f16. Weights, prompts and
+    /// gradients stay f32; bf16/f16 round each matmul's operands (flex backend only).
+    #[arg(long, global = true, default_value = "f32")]
+    precision: ept_backend::Precision,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,6 +75,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(threads) = cli.threads {
         ept_backend::set_cpu_threads(threads).map_err(anyhow::Error::msg)?;
     }
+    ept_backend::set_precision(cli.precision, device.backend)?;
     let command = cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default()));
     if devices.len() > 1 && !matches!(command, Command::Train(_) | Command::Sweep(_)) {
         anyhow::bail!(

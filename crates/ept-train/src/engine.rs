@@ -275,7 +275,8 @@ pub fn train(
         log.write(
             json!({"event": "start", "method": config.method.name(), "model": vit_config.name,
             "trainable_params": counts.trainable, "total_params": counts.total(), "notes": notes,
-            "train_images": train_set.samples.len(), "classes": classes}),
+            "train_images": train_set.samples.len(), "classes": classes,
+            "precision": ept_backend::precision::current_precision().to_string()}),
         )?;
     }
 

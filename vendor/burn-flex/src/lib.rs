@@ -47,3 +47,7 @@ pub use backend::{Flex, FlexDevice};
 pub use layout::Layout;
 pub use qtensor::FlexQTensor;
 pub use tensor::FlexTensor;
+// ept patch: the process-wide compute precision of f32 matmuls.
+pub use ops::matmul_precision::{
+    MatmulPrecision, matmul_precision, round_to_bf16, round_to_f16, set_matmul_precision,
+};

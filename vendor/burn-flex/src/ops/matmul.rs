@@ -97,7 +97,11 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     assert_eq!(k_lhs, k_rhs, "matmul: inner dimensions must match");
 
     match lhs.dtype() {
-        DType::F32 => matmul_gemm::<f32>(lhs, rhs),
+        // ept patch: f32 products at the process's matmul precision (bf16/f16 operands).
+        DType::F32 => match super::matmul_precision::matmul_precision() {
+            super::matmul_precision::MatmulPrecision::F32 => matmul_gemm::<f32>(lhs, rhs),
+            reduced => super::matmul_precision::matmul_reduced(lhs, rhs, reduced, matmul_gemm::<f32>),
+        },
         DType::F64 => matmul_gemm::<f64>(lhs, rhs),
         DType::F16 => matmul_gemm::<f16>(lhs, rhs),
         DType::BF16 => matmul_bf16(lhs, rhs),

@@ -111,6 +111,8 @@ mod int;
 pub mod interpolate;
 pub mod mask;
 pub mod matmul;
+// ept patch: bf16/f16 compute for f32 matmuls (`set_matmul_precision`).
+pub mod matmul_precision;
 mod module;
 pub mod pool;
 mod qtensor;
