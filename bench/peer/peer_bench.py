@@ -15,7 +15,8 @@ stops after ``torch.cuda.synchronize()``.
 
 Groups (``--groups``, as xtask; default all, with ``--quick`` only ``vit``):
 
-* ``gemm``: ``sgemm_2048``, one 2048³ f32 matrix product (also reported as GFLOP/s).
+* ``gemm``: ``sgemm_2048``, one 2048³ matrix product (also reported as GFLOP/s); f32,
+  or bf16/fp16 matrices under ``--precision bf16|fp16``.
 * ``vit``: ``vit_forward`` (eval, inference mode, with the 1000-class head) and
   ``vit_forward_backward_input`` (frozen model, ``model(x).sum()`` back to the input).
 * ``methods``: ``train_step`` per method: ``none_fwd_bwd`` (frozen forward + backward
@@ -93,8 +94,9 @@ def parse_args(argv=None):
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     ap.add_argument("--quick", action="store_true",
                     help="reps 2; methods linear + ept_reference; lengths 1, 1000")
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                    help="bf16 = torch.autocast(bfloat16) around forward + loss")
+    ap.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                    help="bf16/fp16 = torch.autocast(bfloat16/float16) around forward + loss; "
+                    "the gemm group multiplies bf16/fp16 matrices")
     ap.add_argument("--model", default="base",
                     help="base (= vit_base_patch16_224), tiny (= vit_micro_patch16_64, smoke "
                     "tests only), or a name vit_{micro,tiny,small,base,large}_patchP_IMG")
@@ -183,9 +185,14 @@ class Bench:
         if self.cuda:
             self.torch.cuda.synchronize(self.device)
 
+    def reduced_dtype(self):
+        """The autocast dtype of ``--precision``, or None for fp32."""
+        return {"bf16": self.torch.bfloat16, "fp16": self.torch.float16}.get(self.args.precision)
+
     def autocast(self):
-        if self.args.precision == "bf16":
-            return self.torch.autocast(self.device.type, dtype=self.torch.bfloat16)
+        dtype = self.reduced_dtype()
+        if dtype is not None:
+            return self.torch.autocast(self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
     def median_seconds(self, f):
@@ -269,7 +276,8 @@ class Bench:
 
     def sgemm(self):
         torch = self.torch
-        a, b = (torch.rand(GEMM_SIDE, GEMM_SIDE, device=self.device) for _ in range(2))
+        dtype = self.reduced_dtype() or torch.float32
+        a, b = (torch.rand(GEMM_SIDE, GEMM_SIDE, device=self.device, dtype=dtype) for _ in range(2))
         reps = self.args.reps
         self.args.reps = max(reps, 3)               # as xtask: at least 3 timed products
         seconds = self.median_seconds(lambda: (a @ b).cpu())

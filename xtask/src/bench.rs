@@ -4,7 +4,8 @@
 //! for training steps). Every timed closure ends by reading a result back to the host,
 //! so lazy backends have finished the work when the clock stops.
 //!
-//! Groups: `gemm` (one 2048³ f32 matrix product: the backend's raw GEMM speed),
+//! Groups: `isa` (single-core peak of the AVX-512 f32/bf16/f16 multiply-add
+//! instructions, see `isa`), `gemm` (one 2048³ f32 matrix product: the backend's raw GEMM speed),
 //! `vit` (forward; forward + backward to the input), `methods` (one SGD
 //! training step per tuning method, and `none_fwd_bwd`: the same frozen backbone's
 //! forward + backward to the token activations with no method — the yardstick prompt
@@ -36,7 +37,8 @@ pub struct BenchArgs {
     /// Backends to run, comma-separated (flex, ndarray, cuda[:N]).
     #[arg(long, default_value = "flex")]
     devices: String,
-    /// Benchmark groups to run, comma-separated: vit, methods, ept_length, loader, punet
+    /// Benchmark groups to run, comma-separated: isa, gemm, vit, methods, ept_length,
+    /// loader, punet
     /// (default: all; with --quick only vit, which finishes in about a minute).
     #[arg(long)]
     groups: Option<String>,
@@ -154,11 +156,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     });
     let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
-        if !["gemm", "vit", "methods", "ept_length", "loader", "punet"].contains(group) {
+        if !["isa", "gemm", "vit", "methods", "ept_length", "loader", "punet"].contains(group) {
             anyhow::bail!(
-                "unknown benchmark group '{group}': expected gemm, vit, methods, ept_length, loader, punet"
+                "unknown benchmark group '{group}': expected isa, gemm, vit, methods, ept_length, loader, punet"
             );
         }
+    }
+    if groups.contains(&"isa") {
+        crate::isa::isa_bench(args.json);
     }
     if groups.contains(&"loader") {
         loader_bench(args, threads)?;
@@ -177,7 +182,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             lines: Default::default(),
         };
         let context = || format!("benchmarks on {spec}");
-        if groups.iter().all(|g| *g == "loader") {
+        if groups.iter().all(|g| ["loader", "isa"].contains(g)) {
             break;
         }
         if groups.contains(&"gemm") {
@@ -237,7 +242,7 @@ fn loader_bench(args: &BenchArgs, threads: usize) -> anyhow::Result<()> {
 const GEMM_SIDE: usize = 2048;
 
 /// One `2048 × 2048 · 2048 × 2048` f32 matrix product: the backend's raw GEMM speed, the
-/// ceiling every ViT number below is held against.
+/// ceiling every ViT number below is held against (at `--precision`, like every matmul).
 fn gemm_bench(run: &Run) {
     let device = run.spec.device();
     let square = || Tensor::<2>::random([GEMM_SIDE, GEMM_SIDE], Distribution::Default, &device);
@@ -247,7 +252,7 @@ fn gemm_bench(run: &Run) {
     });
     let gflops = 2.0 * (GEMM_SIDE as f64).powi(3) / seconds / 1e9;
     let line = json!({"bench": "sgemm_2048", "backend": run.spec.to_string(), "threads": run.threads,
-        "median_s": seconds, "gflops": gflops, "impl": "ept"});
+        "median_s": seconds, "gflops": gflops, "impl": "ept", "precision": run.args.precision.to_string()});
     println!("{line}");
     run.lines.borrow_mut().push(line);
     if !run.args.json {

@@ -8,6 +8,7 @@ mod bench;
 mod bench_punet;
 mod brain_volumes;
 mod fuzz;
+mod isa;
 mod peer;
 
 use clap::{Parser, Subcommand};
