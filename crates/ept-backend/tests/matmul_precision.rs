@@ -2,7 +2,9 @@
 //! functions agree with the `half` crate's conversions bit for bit, and a reduced-
 //! precision matmul equals an f64 product of operands rounded by `half` — for plain,
 //! transposed and broadcast-batched operands, and for f16 operands far outside half's
-//! range, which the per-operand power-of-two scaling must carry through.
+//! range, which the per-operand power-of-two scaling must carry through. On a CPU with
+//! AMX-BF16 the bf16 products run on the AMX kernel, elsewhere on the rounding
+//! emulation; both must meet the same reference.
 //!
 //! One test function: the precision is process-wide, so nothing else in this binary
 //! may run a matmul concurrently.
@@ -121,6 +123,20 @@ fn check_matmuls(device: &Device) {
     );
     for chunk in batched.chunks(m * n) {
         assert!(relative_error(chunk, &want) < 2e-5, "bf16 batched");
+    }
+    // Several 32 × 32 blocks with ragged edges, a transposed (column-major) left
+    // operand, and a product large enough to be split across threads.
+    for (rows, inner, cols) in [(70, 100, 90), (300, 200, 260)] {
+        let left_t: Tensor<2> = Tensor::random([inner, rows], normal, device);
+        let right: Tensor<2> = Tensor::random([inner, cols], normal, device);
+        let left = left_t.transpose();
+        let (l, r) = (values(left.clone()), values(right.clone()));
+        let want = reference(&l, &r, rows, inner, cols, |x| bf16::from_f32(x).to_f64());
+        let error = relative_error(&values(left.matmul(right)), &want);
+        assert!(
+            error < 2e-5,
+            "bf16 {rows}×{inner}×{cols}, transposed left: {error}"
+        );
     }
 
     // f16 at ordinary, tiny (gradient-like) and huge magnitudes: the per-operand

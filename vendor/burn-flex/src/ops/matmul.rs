@@ -98,8 +98,10 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
 
     match lhs.dtype() {
         // ept patch: f32 products at the process's matmul precision (bf16/f16 operands).
+        // With AMX, bf16 products run natively in `gemm_call` (no rounded copies).
         DType::F32 => match super::matmul_precision::matmul_precision() {
             super::matmul_precision::MatmulPrecision::F32 => matmul_gemm::<f32>(lhs, rhs),
+            super::matmul_precision::MatmulPrecision::Bf16 if amx_bf16() => matmul_gemm::<f32>(lhs, rhs),
             reduced => super::matmul_precision::matmul_reduced(lhs, rhs, reduced, matmul_gemm::<f32>),
         },
         DType::F64 => matmul_gemm::<f64>(lhs, rhs),
@@ -291,7 +293,20 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     output
 }
 
+/// ept patch: whether f32 matmuls at `MatmulPrecision::Bf16` run on AMX tiles.
+fn amx_bf16() -> bool {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    {
+        super::amx::available()
+    }
+    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+    {
+        false
+    }
+}
+
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
+/// ept patch: f32 products at bf16 precision go to the AMX kernel when it is available.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_call<T: GemmScalar>(
@@ -309,6 +324,21 @@ unsafe fn gemm_call<T: GemmScalar>(
     rhs_rs: isize,
     parallelism: gemm::Parallelism,
 ) {
+    #[cfg(all(feature = "std", target_arch = "x86_64"))]
+    if T::dtype() == DType::F32
+        && super::matmul_precision::matmul_precision() == super::matmul_precision::MatmulPrecision::Bf16
+        && amx_bf16()
+    {
+        let parallel = !matches!(parallelism, gemm::Parallelism::None);
+        // SAFETY: T is f32 (checked above); strides and extents are the caller's.
+        unsafe {
+            super::amx::gemm_bf16(
+                m, n, k, out as *mut f32, out_cs, out_rs, lhs as *const f32, lhs_cs, lhs_rs,
+                rhs as *const f32, rhs_cs, rhs_rs, parallel,
+            );
+        }
+        return;
+    }
     unsafe {
         gemm::gemm(
             m,

@@ -6,11 +6,14 @@
 //! rounded to bf16 or f16, and summed in f32 — the arithmetic of a bf16/f16 GEMM with
 //! f32 accumulation (AMX, tensor cores, `vdpbf16ps`).
 //!
-//! The rounded operands are kept as f32 values (a bf16 or f16 number is exactly
-//! representable in f32, and a product of two is exact in f32's 24-bit significand),
-//! so the f32 GEMM computes exactly those products. On CPUs without a fast bf16/f16
-//! GEMM (no AMX: AVX512-BF16's `vdpbf16ps` runs at half the f32 FMA rate) this is the
-//! fastest faithful way to get the numerics; it does not speed anything up.
+//! On x86-64 CPUs with AMX-BF16, bf16 products run natively: `ops::amx` packs the
+//! operands into bf16 tiles and multiplies them with `tdpbf16ps` (f32 accumulation),
+//! several times faster than the f32 GEMM. Everywhere else (and always for f16) the
+//! operands are rounded into f32 copies (a bf16 or f16 number is exactly representable
+//! in f32, and a product of two is exact in f32's 24-bit significand), so the f32 GEMM
+//! computes exactly those products: the same numerics at the f32 GEMM's speed plus one
+//! rounding pass (without AMX, AVX512-BF16's `vdpbf16ps` runs at half the f32 FMA rate,
+//! so a bf16 GEMM could not be faster).
 //!
 //! f16 has 5 exponent bits, so each f16 operand is first multiplied by a power of two
 //! that puts its largest magnitude in `[2^14, 2^15)` (exact in f32) and the product is
