@@ -139,6 +139,18 @@ fn check_matmuls(device: &Device) {
         );
     }
 
+    // A NaN whose payload lies only in the bits bf16 drops must stay NaN, not become ∞.
+    let low_payload_nan = f32::from_bits(0x7F80_0001);
+    let mut poisoned = a_host.clone();
+    poisoned[0] = low_payload_nan;
+    let poisoned = Tensor::<2>::from_data(burn::tensor::TensorData::new(poisoned, [m, k]), device);
+    let row = values(poisoned.matmul(b.clone()));
+    assert!(
+        row[..n].iter().all(|v| v.is_nan()),
+        "NaN lost in a bf16 product: {:?}",
+        &row[..n]
+    );
+
     // f16 at ordinary, tiny (gradient-like) and huge magnitudes: the per-operand
     // power-of-two scale keeps all of them inside half's range.
     set_precision(Precision::F16, BackendKind::Flex).unwrap();

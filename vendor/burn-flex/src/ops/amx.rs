@@ -53,10 +53,15 @@ fn detect() -> bool {
     false
 }
 
-/// The bf16 bit pattern nearest to `x` (ties to even; NaN stays NaN).
+/// The bf16 bit pattern nearest to `x` (ties to even, as `round_to_bf16`; NaN stays a
+/// quiet NaN even when its payload sits only in the dropped low bits). Branch-free, so
+/// the packing loops vectorise.
 #[inline]
 fn bf16_bits(x: f32) -> u16 {
-    (crate::ops::matmul_precision::round_to_bf16(x).to_bits() >> 16) as u16
+    let bits = x.to_bits();
+    let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
+    let quiet_nan = ((bits >> 16) | 0x0040) as u16;
+    if x.is_nan() { quiet_nan } else { rounded }
 }
 
 /// A raw pointer that may cross threads (each task writes disjoint memory).
