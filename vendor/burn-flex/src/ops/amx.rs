@@ -13,6 +13,8 @@
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, requested once.
 
 use std::sync::OnceLock;
+
+use crate::parallel::SendPtr;
 use std::vec;
 use std::vec::Vec;
 
@@ -54,8 +56,7 @@ fn detect() -> bool {
 }
 
 /// The bf16 bit pattern nearest to `x` (ties to even, as `round_to_bf16`; NaN stays a
-/// quiet NaN even when its payload sits only in the dropped low bits). Branch-free, so
-/// the packing loops vectorise.
+/// quiet NaN even when its payload sits only in the dropped low bits).
 #[inline]
 fn bf16_bits(x: f32) -> u16 {
     let bits = x.to_bits();
@@ -63,12 +64,6 @@ fn bf16_bits(x: f32) -> u16 {
     let quiet_nan = ((bits >> 16) | 0x0040) as u16;
     if x.is_nan() { quiet_nan } else { rounded }
 }
-
-/// A raw pointer that may cross threads (each task writes disjoint memory).
-#[derive(Clone, Copy)]
-struct Shared<T>(*mut T);
-unsafe impl<T> Send for Shared<T> {}
-unsafe impl<T> Sync for Shared<T> {}
 
 /// Run `f(i)` for `i` in `0..count`, on rayon's pool when `parallel`.
 fn for_each_index(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send) {
@@ -86,8 +81,8 @@ fn for_each_index(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send)
 /// at `((i/16)·k_tiles + p/32)·512`, row-major 16 × 32 inside; zero padded.
 unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, row_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u16> {
     let mut packed = vec![0u16; row_tiles * k_tiles * TILE_ELEMS];
-    let out = Shared(packed.as_mut_ptr());
-    let src = Shared(lhs as *mut f32);
+    let out = SendPtr(packed.as_mut_ptr());
+    let src = SendPtr(lhs as *mut f32);
     for_each_index(row_tiles, parallel, |tile_row| {
         let (out, src) = (out, src);
         let base = tile_row * k_tiles * TILE_ELEMS;
@@ -124,8 +119,8 @@ unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, ro
 /// `(p mod 32)/2` holds 16 columns × the pair (p even, p odd).
 unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, col_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u16> {
     let mut packed = vec![0u16; col_tiles * k_tiles * TILE_ELEMS];
-    let out = Shared(packed.as_mut_ptr() as *mut u32);
-    let src = Shared(rhs as *mut f32);
+    let out = SendPtr(packed.as_mut_ptr() as *mut u32);
+    let src = SendPtr(rhs as *mut f32);
     let pair_at = |base: usize, p: usize| base / 2 + (p / TILE_K) * (TILE_ELEMS / 2) + ((p % TILE_K) / 2) * TILE;
     for_each_index(col_tiles, parallel, |tile_col| {
         let (out, src) = (out, src);
@@ -256,7 +251,7 @@ pub unsafe fn gemm_bf16(
     let col_pairs = n.div_ceil(2 * TILE);
     let a = unsafe { pack_lhs(lhs, lhs_rs, lhs_cs, m, k, 2 * row_pairs, k_tiles, parallel) };
     let b = unsafe { pack_rhs(rhs, rhs_rs, rhs_cs, k, n, 2 * col_pairs, k_tiles, parallel) };
-    let out = Shared(out);
+    let out = SendPtr(out);
     let tile_span = k_tiles * TILE_ELEMS;
     // Row pairs per pass: their A tiles (2 KiB per k step each) stay in L2 while every
     // column pair's B tiles stream past them once per pass.
