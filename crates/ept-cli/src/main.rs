@@ -1,8 +1,8 @@
 //! `ept-cli` — the command-line front end of ept.
 //!
 //! Subcommands live in their own modules; this file only parses arguments, applies the
-//! global run settings (device, threads, matmul precision) and turns errors into one readable paragraph
-//! and a non-zero exit code.
+//! global run settings (device, threads, matmul precision) and turns errors into one
+//! readable paragraph and a non-zero exit code.
 
 mod demo;
 mod info;

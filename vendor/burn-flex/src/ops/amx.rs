@@ -15,8 +15,6 @@
 use std::sync::OnceLock;
 
 use crate::parallel::SendPtr;
-use std::vec;
-use std::vec::Vec;
 
 /// Rows of an A tile and columns of a B/C tile.
 const TILE: usize = 16;

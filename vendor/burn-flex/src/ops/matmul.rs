@@ -98,10 +98,10 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
 
     match lhs.dtype() {
         // ept patch: f32 products at the process's matmul precision (bf16/f16 operands).
-        // With AMX, bf16 products run natively in `gemm_call` (no rounded copies).
+        // On AMX, bf16 products run natively in `gemm_call` (no rounded copies).
         DType::F32 => match super::matmul_precision::matmul_precision() {
             super::matmul_precision::MatmulPrecision::F32 => matmul_gemm::<f32>(lhs, rhs),
-            super::matmul_precision::MatmulPrecision::Bf16 if amx_bf16() => matmul_gemm::<f32>(lhs, rhs),
+            _ if amx_bf16_active() => matmul_gemm::<f32>(lhs, rhs),
             reduced => super::matmul_precision::matmul_reduced(lhs, rhs, reduced, matmul_gemm::<f32>),
         },
         DType::F64 => matmul_gemm::<f64>(lhs, rhs),
@@ -293,11 +293,13 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     output
 }
 
-/// ept patch: whether f32 matmuls at `MatmulPrecision::Bf16` run on AMX tiles.
-fn amx_bf16() -> bool {
+/// ept patch: whether f32 products run on AMX tiles now (bf16 precision on a CPU that
+/// has them). The one place that decides; `matmul` and `gemm_call` both ask it.
+fn amx_bf16_active() -> bool {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     {
-        super::amx::available()
+        super::matmul_precision::matmul_precision() == super::matmul_precision::MatmulPrecision::Bf16
+            && super::amx::available()
     }
     #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
     {
@@ -325,10 +327,7 @@ unsafe fn gemm_call<T: GemmScalar>(
     parallelism: gemm::Parallelism,
 ) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if T::dtype() == DType::F32
-        && super::matmul_precision::matmul_precision() == super::matmul_precision::MatmulPrecision::Bf16
-        && amx_bf16()
-    {
+    if T::dtype() == DType::F32 && amx_bf16_active() {
         let parallel = !matches!(parallelism, gemm::Parallelism::None);
         // SAFETY: T is f32 (checked above); strides and extents are the caller's.
         unsafe {

@@ -119,6 +119,9 @@ fn pow2(e: i32) -> f32 {
 /// An f32 operand rounded as `precision` asks, with the power-of-two exponent it was
 /// scaled by (0 unless f16).
 fn rounded_operand(tensor: FlexTensor, precision: MatmulPrecision) -> (FlexTensor, i32) {
+    if precision == MatmulPrecision::F32 {
+        return (tensor, 0);
+    }
     // A narrow view into a big buffer (one head of a fused projection) is copied out
     // first; otherwise the whole buffer is rounded and the view keeps its layout
     // (broadcast weights are rounded once, not once per batch entry).
@@ -129,21 +132,18 @@ fn rounded_operand(tensor: FlexTensor, precision: MatmulPrecision) -> (FlexTenso
         tensor
     };
     let source: &[f32] = tensor.storage();
-    let (values, exponent) = match precision {
-        MatmulPrecision::F32 => return (tensor, 0),
-        MatmulPrecision::Bf16 => (collect_indexed(source.len(), |i| round_to_bf16(source[i])), 0),
-        MatmulPrecision::F16 => {
-            // Branch-free so it vectorises; NaN compares false and is skipped too.
-            let max_abs = source.iter().fold(0.0f32, |m, v| {
-                let a = v.abs();
-                if a > m && a < f32::INFINITY { a } else { m }
-            });
-            let exponent = f16_scale_exponent(max_abs);
-            let scale = pow2(exponent);
-            (collect_indexed(source.len(), |i| round_to_f16(source[i] * scale)), exponent)
-        }
+    let (values, exponent): (Vec<f32>, i32) = if precision == MatmulPrecision::F16 {
+        // Branch-free so it vectorises; NaN compares false and is skipped too.
+        let max_abs = source.iter().fold(0.0f32, |m, v| {
+            let a = v.abs();
+            if a > m && a < f32::INFINITY { a } else { m }
+        });
+        let exponent = f16_scale_exponent(max_abs);
+        let scale = pow2(exponent);
+        (collect_indexed(source.len(), |i| round_to_f16(source[i] * scale)), exponent)
+    } else {
+        (collect_indexed(source.len(), |i| round_to_bf16(source[i])), 0)
     };
-    let values: Vec<f32> = values;
     let layout = tensor.layout().clone();
     (FlexTensor::new(Bytes::from_elems(values), layout, DType::F32), exponent)
 }
