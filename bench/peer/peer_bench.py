@@ -19,6 +19,12 @@ Groups (``--groups``, as xtask; default all, with ``--quick`` only ``vit``):
   or bf16/fp16 matrices under ``--precision bf16|fp16``.
 * ``vit``: ``vit_forward`` (eval, inference mode, with the 1000-class head) and
   ``vit_forward_backward_input`` (frozen model, ``model(x).sum()`` back to the input).
+* ``layers``: each component of one block of the model, ``layer_fwd`` (no grad) and
+  ``layer_fwd_bwd`` (frozen weights, ``sum()`` of the output back to its inputs), named
+  by ``method``: layer_norm, qkv, attention_core (F.scaled_dot_product_attention, or
+  softmax(q·kᵀ·scale)·v under ``--attn explicit``; heads merged; gradients to q, k, v),
+  proj, fc1, gelu, fc2, block — xtask/src/bench_layers.rs times the same; at least 10
+  repetitions each. One measurement (``--single layers``) reports all 16 lines.
 * ``methods``: ``train_step`` per method: ``none_fwd_bwd`` (frozen forward + backward
   to the tokens entering block 0, loss = sum of the CLS feature), then one SGD step
   (lr 6e-4, momentum 0.9, weight decay 1e-4; cross-entropy on 2 classes) of
@@ -56,7 +62,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-GROUPS = ("gemm", "vit", "methods", "ept_length")
+GROUPS = ("gemm", "vit", "layers", "methods", "ept_length")
+LAYER_MIN_REPS = 10         # as xtask's layers group: the components take milliseconds
 GEMM_SIDE = 2048            # as xtask: one 2048 × 2048 · 2048 × 2048 f32 product
 LENGTHS = (1, 10, 100, 1000)
 QUICK_LENGTHS = (1, 1000)
@@ -121,7 +128,7 @@ def parse_args(argv=None):
     args.groups = [g.strip() for g in args.groups.split(",") if g.strip()]
     for g in args.groups:
         if g not in GROUPS:
-            ap.error(f"unknown benchmark group '{g}': expected gemm, vit, methods, ept_length")
+            ap.error(f"unknown benchmark group '{g}': expected {', '.join(GROUPS)}")
     args.model = ALIASES.get(args.model, args.model)
     m = re.fullmatch(r"vit_(\w+?)_patch(\d+)_(\d+)", args.model)
     if not m or m.group(1) not in SIZES or int(m.group(3)) % int(m.group(2)):
@@ -140,6 +147,8 @@ def measurements(args):
         out.append(("sgemm_2048", None))
     if "vit" in args.groups:
         out += [("vit_forward", None), ("vit_forward_backward_input", None)]
+    if "layers" in args.groups:
+        out.append(("layers", None))
     if "methods" in args.groups:
         from methods import METHODS
         out.append(("train_step", "none_fwd_bwd"))
@@ -152,7 +161,7 @@ def measurements(args):
 
 def single_measurement(name):
     from methods import METHODS
-    if name in ("sgemm_2048", "vit_forward", "vit_forward_backward_input"):
+    if name in ("sgemm_2048", "vit_forward", "vit_forward_backward_input", "layers"):
         return (name, None)
     if name == "none_fwd_bwd" or name in METHODS:
         return ("train_step", name)
@@ -195,11 +204,11 @@ class Bench:
             return self.torch.autocast(self.device.type, dtype=dtype)
         return contextlib.nullcontext()
 
-    def median_seconds(self, f):
+    def median_seconds(self, f, min_reps=1):
         f()
         self.sync()
         times = []
-        for _ in range(self.args.reps):
+        for _ in range(max(self.args.reps, min_reps)):
             start = time.perf_counter()
             f()
             self.sync()
@@ -259,6 +268,9 @@ class Bench:
             seconds = self.vit_forward()
         elif bench == "vit_forward_backward_input":
             seconds = self.vit_forward_backward_input()
+        elif bench == "layers":
+            self.layers()                   # reports one line per component itself
+            return
         elif method == "none_fwd_bwd":
             seconds = self.none_fwd_bwd()
         elif bench == "ept_length":
@@ -303,6 +315,46 @@ class Bench:
             loss.backward()
             x.grad.cpu()
         return self.median_seconds(f)
+
+    def layers(self):
+        """Each component of block 0, forward and forward + backward to its inputs."""
+        torch = self.torch
+        blk = self.frozen_vit().blocks[0]
+        a = self.args
+        dim, heads = a.arch["embed_dim"], a.arch["num_heads"]
+        tokens = (a.arch["img_size"] // a.arch["patch_size"]) ** 2 + 1
+        shape = (a.batch, tokens, dim)
+
+        def normal(*dims):
+            return torch.randn(*dims, device=self.device)
+
+        def attention_core(q, k, v):
+            if a.attn == "fused":
+                out = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+            else:
+                out = ((q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)).softmax(-1) @ v
+            return out.transpose(1, 2).reshape(shape)
+
+        x, wide = [normal(*shape)], [normal(a.batch, tokens, 4 * dim)]
+        qkv = [normal(a.batch, heads, tokens, dim // heads) for _ in range(3)]
+        for name, inputs, f in (("layer_norm", x, blk.norm1), ("qkv", x, blk.attn.qkv),
+                                ("attention_core", qkv, attention_core),
+                                ("proj", x, blk.attn.proj), ("fc1", x, blk.mlp.fc1),
+                                ("gelu", wide, blk.mlp.act), ("fc2", wide, blk.mlp.fc2),
+                                ("block", x, blk)):
+            def forward():
+                with torch.no_grad(), self.autocast():
+                    f(*inputs).cpu()
+
+            def forward_backward():
+                tracked = [t.detach().requires_grad_(True) for t in inputs]
+                with self.autocast():
+                    loss = f(*tracked).float().sum()
+                loss.backward()
+                for t in tracked:
+                    t.grad.cpu()
+            self.report("layer_fwd", name, self.median_seconds(forward, LAYER_MIN_REPS))
+            self.report("layer_fwd_bwd", name, self.median_seconds(forward_backward, LAYER_MIN_REPS))
 
     def none_fwd_bwd(self):
         """Frozen forward + backward to the tokens entering block 0 (no method, no head)."""

@@ -6,7 +6,8 @@
 //!
 //! Groups: `isa` (single-core peak of the AVX-512 f32/bf16/f16 multiply-add
 //! instructions, see `isa`), `gemm` (one 2048³ f32 matrix product: the backend's raw GEMM speed),
-//! `vit` (forward; forward + backward to the input), `methods` (one SGD
+//! `vit` (forward; forward + backward to the input), `layers` (each component of
+//! one ViT block on its own, see `bench_layers`), `methods` (one SGD
 //! training step per tuning method, and `none_fwd_bwd`: the same frozen backbone's
 //! forward + backward to the token activations with no method — the yardstick prompt
 //! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000), `loader`
@@ -26,6 +27,18 @@ use ept_backend::DeviceSpec;
 use ept_tuning::{EptConfig, MethodConfig, TunedVit};
 use serde_json::{Value, json};
 
+/// Every benchmark group, in the order they run.
+const GROUPS: [&str; 8] = [
+    "isa",
+    "gemm",
+    "vit",
+    "layers",
+    "methods",
+    "ept_length",
+    "loader",
+    "punet",
+];
+
 #[derive(Args)]
 pub struct BenchArgs {
     /// Fewer repetitions and methods (about a minute per group on 2 cores).
@@ -37,8 +50,8 @@ pub struct BenchArgs {
     /// Backends to run, comma-separated (flex, ndarray, cuda[:N]).
     #[arg(long, default_value = "flex")]
     devices: String,
-    /// Benchmark groups to run, comma-separated: isa, gemm, vit, methods, ept_length,
-    /// loader, punet
+    /// Benchmark groups to run, comma-separated: isa, gemm, vit, layers, methods,
+    /// ept_length, loader, punet
     /// (default: all; with --quick only vit, which finishes in about a minute).
     #[arg(long)]
     groups: Option<String>,
@@ -47,7 +60,7 @@ pub struct BenchArgs {
     model: String,
     /// Batch size.
     #[arg(long, default_value_t = 8)]
-    batch: usize,
+    pub(crate) batch: usize,
     /// Timed repetitions per measurement (after one warm-up); default 2 with --quick, else 5.
     #[arg(long)]
     reps: Option<usize>,
@@ -93,18 +106,18 @@ pub(crate) fn peak_rss_mb() -> Option<f64> {
 }
 
 /// Shared facts of one benchmark run, stamped on every line.
-struct Run<'a> {
-    args: &'a BenchArgs,
-    spec: DeviceSpec,
-    config: VitConfig,
-    reps: usize,
+pub(crate) struct Run<'a> {
+    pub(crate) args: &'a BenchArgs,
+    pub(crate) spec: DeviceSpec,
+    pub(crate) config: VitConfig,
+    pub(crate) reps: usize,
     threads: usize,
     /// Every line reported, for `--compare`.
     lines: std::cell::RefCell<Vec<Value>>,
 }
 
 impl Run<'_> {
-    fn report(&self, bench: &str, method: Option<&str>, seconds: f64) {
+    pub(crate) fn report(&self, bench: &str, method: Option<&str>, seconds: f64) {
         let mut line = json!({
             "bench": bench, "model": self.config.name, "backend": self.spec.to_string(),
             "batch": self.args.batch, "image_size": self.config.img_size, "threads": self.threads,
@@ -156,9 +169,10 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     });
     let groups: Vec<&str> = groups.split(',').map(str::trim).collect();
     for group in &groups {
-        if !["isa", "gemm", "vit", "methods", "ept_length", "loader", "punet"].contains(group) {
+        if !GROUPS.contains(group) {
             anyhow::bail!(
-                "unknown benchmark group '{group}': expected isa, gemm, vit, methods, ept_length, loader, punet"
+                "unknown benchmark group '{group}': expected {}",
+                GROUPS.join(", ")
             );
         }
     }
@@ -190,6 +204,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         }
         if groups.contains(&"vit") {
             vit_benches(&run).with_context(context)?;
+        }
+        if groups.contains(&"layers") {
+            crate::bench_layers::layer_benches(&run).with_context(context)?;
         }
         if groups.contains(&"methods") {
             method_benches(&run).with_context(context)?;

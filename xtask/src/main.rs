@@ -5,6 +5,7 @@
 //! `cargo xtask fuzz [--quick]` fuzzes the parsers (see `fuzz`).
 
 mod bench;
+mod bench_layers;
 mod bench_punet;
 mod brain_volumes;
 mod fuzz;

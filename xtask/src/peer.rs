@@ -55,7 +55,7 @@ pub fn run(root: &Path, peer: &PeerRun) -> anyhow::Result<Vec<Value>> {
         .groups
         .iter()
         .copied()
-        .filter(|g| ["gemm", "vit", "methods", "ept_length"].contains(g))
+        .filter(|g| ["gemm", "vit", "layers", "methods", "ept_length"].contains(g))
         .collect();
     if groups.is_empty() {
         return Ok(Vec::new());

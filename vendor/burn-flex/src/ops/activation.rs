@@ -67,6 +67,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        // ept patch: f32 through the vectorised kernel.
+        if tensor.dtype() == DType::F32 {
+            return crate::ops::gelu_simd::gelu_tensor(tensor);
+        }
         // 0.5 * x * (1 + erf(x / sqrt(2)))
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
@@ -79,6 +83,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
+        // ept patch: f32 of one shape through the vectorised kernel.
+        if x.dtype() == DType::F32 && grad.dtype() == DType::F32 && x.layout().shape() == grad.layout().shape() {
+            return crate::ops::gelu_simd::gelu_backward_tensor(x, grad);
+        }
         // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
         use crate::ops::unary::{erf_f32, erf_f64};
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;

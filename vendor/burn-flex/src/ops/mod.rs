@@ -106,6 +106,8 @@ pub mod fft;
 pub mod flip;
 mod float;
 pub mod gather_scatter;
+// ept patch: vectorised f32 GELU and its derivative.
+pub mod gelu_simd;
 pub mod grid_sample;
 mod int;
 pub mod interpolate;
