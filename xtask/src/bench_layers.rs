@@ -2,7 +2,7 @@
 //! one block of the benchmarked model (batch × tokens rows, the shapes of the `vit` and
 //! `methods` groups) is timed on its own, forward only (`layer_fwd`) and forward +
 //! backward to its input with frozen weights (`layer_fwd_bwd`, loss = sum of the output,
-//! as the `vit` group), one JSON line each with `"method"` = the component:
+//! as the `vit` group; one element of each result is read back), one JSON line each with `"method"` = the component:
 //! `layer_norm`, `qkv`, `attention_core` (softmax(q·kᵀ·scale)·v with the heads merged,
 //! gradients to q, k and v), `proj`, `fc1`, `gelu`, `fc2`, and the whole `block`.
 //! The PyTorch peer times the same components of a timm block (`--compare` pairs them).
@@ -21,6 +21,12 @@ fn normal<const D: usize>(dims: [usize; D], device: &burn::tensor::Device) -> Te
     Tensor::random(dims, Distribution::Normal(0.0, 1.0), device)
 }
 
+/// Read one element of `t` back: waits for the work (lazy backends) without timing a
+/// copy of the whole tensor, as PyTorch's `.cpu()` of a CPU tensor copies nothing.
+fn touch<const D: usize>(t: Tensor<D>) {
+    let _ = t.flatten::<1>(0, D - 1).narrow(0, 0, 1).into_data();
+}
+
 /// Time `f` forward only, then forward + backward to each of `inputs`.
 fn time_component<const D: usize, const O: usize>(
     run: &Run,
@@ -30,14 +36,16 @@ fn time_component<const D: usize, const O: usize>(
 ) {
     let reps = run.reps.max(MIN_REPS);
     let seconds = median_seconds(reps, || {
-        let _ = f(inputs).into_data();
+        touch(f(inputs));
     });
     run.report("layer_fwd", Some(name), seconds);
     let seconds = median_seconds(reps, || {
         let tracked: Vec<Tensor<D>> = inputs.iter().map(|x| x.clone().require_grad()).collect();
         let grads = f(&tracked).sum().backward();
         for x in &tracked {
-            let _ = x.grad(&grads).map(|g| g.into_data());
+            if let Some(grad) = x.grad(&grads) {
+                touch(grad);
+            }
         }
     });
     run.report("layer_fwd_bwd", Some(name), seconds);

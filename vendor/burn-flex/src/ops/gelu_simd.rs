@@ -28,6 +28,7 @@ use core::mem::MaybeUninit;
 use alloc::vec::Vec;
 use burn_backend::DType;
 
+use super::simd_math::{exp_hi_lo, horner, multiversion};
 use crate::parallel::{SendPtr, for_each_chunk};
 use crate::{FlexTensor, Layout};
 
@@ -53,46 +54,11 @@ const ERFC_LARGE: [f32; 10] = [
     -0.494_708_93,
     0.068_535_56,
 ];
-/// `e^r ≈ E(r)` on `[−ln2/2, ln2/2]`.
-const EXP: [f32; 7] = [
-    1.0,
-    1.000_000_04,
-    0.499_999_92,
-    0.166_664_2,
-    0.041_668_226,
-    0.008_374_816,
-    0.001_383_684_2,
-];
 /// Where the small-argument polynomial hands over to the tail form.
 const SPLIT: f32 = 0.75;
 /// Beyond this `a`, `erfc(a)` and `φ` are taken as 0 (`erfc(9) = 4.1e-37`).
 const CUTOFF: f32 = 9.0;
 const FRAC_1_SQRT_PI_2: f32 = 0.398_942_3; // 1/√(2π)
-
-#[inline(always)]
-fn horner<const N: usize>(c: &[f32; N], x: f32) -> f32 {
-    let mut acc = c[N - 1];
-    for k in (0..N - 1).rev() {
-        acc = acc * x + c[k];
-    }
-    acc
-}
-
-/// `e^{hi + lo}` for `hi` in `[−85, 0]` exact-ish and `|lo|` tiny: the reduction
-/// `hi − n·ln2` is exact (Sterbenz), `lo` joins the reduced argument.
-#[inline(always)]
-fn exp_hi_lo(hi: f32, lo: f32) -> f32 {
-    const LOG2E: f32 = core::f32::consts::LOG2_E;
-    const LN2_HI: f32 = 0.693_359_4; // 355/512: n·LN2_HI is exact for |n| < 2^15
-    const LN2_LO: f32 = -2.121_944_4e-4;
-    const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
-    let shifted = hi * LOG2E + ROUND;
-    let n = shifted - ROUND;
-    let r = (hi - n * LN2_HI) - n * LN2_LO + lo;
-    // 2^n from the integer sitting in the low mantissa bits of `shifted`.
-    let bits = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000).wrapping_add(127) << 23;
-    horner(&EXP, r) * f32::from_bits(bits as u32)
-}
 
 /// `(cdf, pdf)` of the standard normal at `x`: `Φ(x)` and `φ(x) = e^{−x²/2}/√(2π)`.
 #[inline(always)]
@@ -132,33 +98,6 @@ pub fn gelu_f32(x: f32) -> f32 {
 pub fn gelu_backward_f32(x: f32, g: f32) -> f32 {
     let (cdf, pdf) = normal_cdf_pdf(x);
     g * (cdf + x * pdf)
-}
-
-/// Compile `$body` (a slice loop over the inline functions above) for AVX-512F, AVX2
-/// and the baseline, and pick one at run time.
-macro_rules! multiversion {
-    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
-        pub fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) { body($($arg),*) }
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports the enabled features (checked above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: as above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
 }
 
 multiversion!(gelu_slice_inplace(values: &mut [f32]) {

@@ -106,8 +106,9 @@ pub mod fft;
 pub mod flip;
 mod float;
 pub mod gather_scatter;
-// ept patch: vectorised f32 GELU and its derivative.
+// ept patch: vectorised f32 GELU and its derivative, and the math they share with softmax.
 pub mod gelu_simd;
+pub mod simd_math;
 pub mod grid_sample;
 mod int;
 pub mod interpolate;
