@@ -123,6 +123,14 @@ impl Gradients {
             .map(|tensor| tensor.tensor())
     }
 
+    /// ept patch: remove and return the gradient accumulated so far for `node_id`, so a
+    /// backward step can add its contribution into it directly (see `float_slice`).
+    pub(crate) fn take_partial<B: Backend>(&mut self, node_id: NodeId) -> Option<FloatTensor<B>> {
+        self.container
+            .remove::<TensorPrimitive<B>>(&node_id.value)
+            .map(|tensor| tensor.tensor())
+    }
+
     /// Register a grad tensor in the container.
     ///
     /// If the tensor already exists, add both tensors together before saving the result.

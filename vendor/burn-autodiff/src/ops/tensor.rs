@@ -2249,11 +2249,27 @@ impl<B: Backend, C: CheckpointStrategy> FloatTensorOps<Self> for Autodiff<B, C> 
                 _checkpointer: &mut Checkpointer,
             ) {
                 let (slices, shape, device) = ops.state;
-
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    let zeros = B::float_zeros(shape, &device, grad.dtype().into());
-                    B::float_slice_assign(zeros, &slices, grad)
-                });
+                let grad = grads.consume::<B>(&ops.node);
+                let [parent] = ops.parents;
+                if let Some(node) = parent {
+                    // ept patch: when sibling slices (q, k, v of one projection) already
+                    // sent their gradients, add this one into the sliced region of that
+                    // partial sum instead of scattering into a fresh zero tensor that
+                    // `register` then adds in full: one full-size buffer per parent,
+                    // not one per slice plus a full-size add each.
+                    let full = match grads.take_partial::<B>(node.id) {
+                        Some(partial) => {
+                            let region = B::float_slice(partial.clone(), &slices);
+                            let summed = B::float_add(region, grad);
+                            B::float_slice_assign(partial, &slices, summed)
+                        }
+                        None => {
+                            let zeros = B::float_zeros(shape, &device, grad.dtype().into());
+                            B::float_slice_assign(zeros, &slices, grad)
+                        }
+                    };
+                    grads.register::<B>(node.id, full);
+                }
             }
         }
 

@@ -249,6 +249,12 @@ fn matmul_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     }
 }
 
+/// Rows of the left operand from which a column-major right operand is first copied to
+/// row-major (ept patch): the copy reads k·n elements once, while the GEMM's packing
+/// would gather the strided panels again for every block of rows. Measured on
+/// ViT-B/16's backward `dY·Wᵀ` (1576 × 3072 · 3072 × 768): 32 → 26 ms with a 1 ms copy.
+const TRANSPOSED_RHS_COPY_MIN_ROWS: usize = 256;
+
 /// 2D matmul with strided support: [M, K] x [K, N] -> [M, N]
 fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     let lhs_shape = lhs.layout().shape();
@@ -259,6 +265,13 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let n = rhs_shape[1];
 
     let (lhs_row_stride, lhs_col_stride) = get_2d_strides(lhs.layout());
+    let (rhs_row_stride, _) = get_2d_strides(rhs.layout());
+    // ept patch: see TRANSPOSED_RHS_COPY_MIN_ROWS.
+    let rhs = if rhs_row_stride == 1 && k > 1 && n > 1 && m >= TRANSPOSED_RHS_COPY_MIN_ROWS {
+        rhs.into_contiguous()
+    } else {
+        rhs
+    };
     let (rhs_row_stride, rhs_col_stride) = get_2d_strides(rhs.layout());
 
     let lhs_data: &[T] = lhs.storage();
@@ -267,17 +280,21 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
-
     let parallelism = get_parallelism(m, n, k);
 
+    if k == 0 || m == 0 || n == 0 {
+        return FlexTensor::zeros(out_shape, T::dtype());
+    }
+    // ept patch: the GEMM overwrites every output element (`read_dst = false`), so the
+    // buffer is not zero-filled first; only raw pointers touch it before `set_len`.
+    let len = m * n;
+    let mut out: Vec<T> = Vec::with_capacity(len);
     unsafe {
         gemm_call(
             m,
             n,
             k,
-            out_data.as_mut_ptr(),
+            out.as_mut_ptr(),
             1,
             n as isize,
             lhs_ptr,
@@ -288,9 +305,10 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_row_stride,
             parallelism,
         );
+        // SAFETY: gemm_call wrote all m·n elements.
+        out.set_len(len);
     }
-
-    output
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(out_shape), T::dtype())
 }
 
 /// ept patch: whether f32 products run on AMX tiles now (bf16 precision on a CPU that
