@@ -9,6 +9,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Distribution, Tensor, activation::gelu, activation::softmax};
+use ept_backbones::VitConfig;
 use ept_backbones::vit::Block;
 
 use crate::bench::{Run, median_seconds};
@@ -54,7 +55,12 @@ fn time_component<const D: usize, const O: usize>(
 pub(crate) fn layer_benches(run: &Run) -> anyhow::Result<()> {
     let device = run.spec.autodiff_device();
     let config = &run.config;
-    let block: Block = run.config.init(&device)?.no_grad().blocks.swap_remove(0);
+    // One block of the benchmarked shape, without initialising the other layers.
+    let single = VitConfig {
+        depth: 1,
+        ..config.clone()
+    };
+    let block: Block = single.init(&device)?.no_grad().blocks.swap_remove(0);
     let (batch, tokens, dim) = (run.args.batch, config.num_tokens(), config.embed_dim);
     let (heads, hidden) = (config.num_heads, config.mlp_hidden());
     let head_dim = dim / heads;
