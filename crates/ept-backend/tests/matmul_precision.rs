@@ -139,6 +139,22 @@ fn check_matmuls(device: &Device) {
         );
     }
 
+    // A tall product with a transposed right operand (a linear layer's input gradient,
+    // `dY · Wᵀ`), whole 32 × 32 blocks stored straight from the tiles, and an odd inner
+    // extent (a half-filled bf16 pair in the last tile).
+    for (rows, inner, cols) in [(288, 96, 64), (260, 33, 70)] {
+        let left: Tensor<2> = Tensor::random([rows, inner], normal, device);
+        let right_t: Tensor<2> = Tensor::random([cols, inner], normal, device);
+        let right = right_t.transpose();
+        let (l, r) = (values(left.clone()), values(right.clone()));
+        let want = reference(&l, &r, rows, inner, cols, |x| bf16::from_f32(x).to_f64());
+        let error = relative_error(&values(left.matmul(right)), &want);
+        assert!(
+            error < 2e-5,
+            "bf16 {rows}×{inner}×{cols}, transposed right: {error}"
+        );
+    }
+
     // A NaN whose payload lies only in the bits bf16 drops must stay NaN, not become ∞.
     let low_payload_nan = f32::from_bits(0x7F80_0001);
     let mut poisoned = a_host.clone();

@@ -12,8 +12,10 @@
 //! assembly; Linux hands a process the 8 KiB tile state only after
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, requested once.
 
+use std::mem::MaybeUninit;
 use std::sync::OnceLock;
 
+use super::simd_math::multiversion;
 use crate::parallel::SendPtr;
 
 /// Rows of an A tile and columns of a B/C tile.
@@ -55,7 +57,7 @@ fn detect() -> bool {
 
 /// The bf16 bit pattern nearest to `x` (ties to even, as `round_to_bf16`; NaN stays a
 /// quiet NaN even when its payload sits only in the dropped low bits).
-#[inline]
+#[inline(always)]
 fn bf16_bits(x: f32) -> u16 {
     let bits = x.to_bits();
     let rounded = (bits.wrapping_add(0x7FFF + ((bits >> 16) & 1)) >> 16) as u16;
@@ -75,83 +77,137 @@ fn for_each_index(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send)
     (0..count).for_each(f);
 }
 
+/// A buffer of `tiles` packed tiles, every element of which the caller writes.
+fn packed_buffer(tiles: usize) -> Vec<u16> {
+    Vec::with_capacity(tiles * TILE_ELEMS)
+}
+
+/// Round a staged f32 tile into its packed bf16 slot.
+#[inline(always)]
+fn round_tile(staging: &[f32; TILE_ELEMS], dst: &mut [MaybeUninit<u16>]) {
+    for (d, &s) in dst.iter_mut().zip(staging) {
+        d.write(bf16_bits(s));
+    }
+}
+
+// One A tile: `rows` × `width` elements of the source, element (r, p) at
+// `src + r·rs + p·cs`, staged row-major 16 × 32 (padding zeroed) and rounded into
+// `dst` (1 KiB). Compiled per instruction set (`multiversion!`): the copies and the
+// rounding vectorise.
+// SAFETY (caller): `src` addresses those elements; `dst` holds TILE_ELEMS.
+multiversion!(unsafe pack_lhs_tile(src: *const f32, rs: isize, cs: isize, rows: usize, width: usize, dst: &mut [MaybeUninit<u16>]) {
+    let mut staging = [0f32; TILE_ELEMS];
+    let at = |r: usize, p: usize| unsafe { src.offset(r as isize * rs + p as isize * cs) };
+    if cs == 1 {
+        for r in 0..rows {
+            let row = unsafe { std::slice::from_raw_parts(at(r, 0), width) };
+            if let Ok(full) = <&[f32; TILE_K]>::try_from(row) {
+                let target: &mut [f32; TILE_K] = (&mut staging[r * TILE_K..(r + 1) * TILE_K]).try_into().unwrap();
+                *target = *full;
+            } else {
+                staging[r * TILE_K..r * TILE_K + width].copy_from_slice(row);
+            }
+        }
+    } else {
+        // Column-major or general strides: walk the contiguous direction innermost.
+        for p in 0..width {
+            for r in 0..rows {
+                staging[r * TILE_K + p] = unsafe { *at(r, p) };
+            }
+        }
+    }
+    round_tile(&staging, dst);
+});
+
+// One B tile in AMX's pair layout: `width` × `cols` elements, element (p, c) at
+// `src + p·rs + c·cs`, staged at pair row p/2, column c, parity p mod 2 (padding
+// zeroed) and rounded into `dst`. Multiversioned like `pack_lhs_tile`.
+// SAFETY (caller): as `pack_lhs_tile`.
+multiversion!(unsafe pack_rhs_tile(src: *const f32, rs: isize, cs: isize, width: usize, cols: usize, dst: &mut [MaybeUninit<u16>]) {
+    let mut staging = [0f32; TILE_ELEMS];
+    let at = |p: usize, c: usize| unsafe { src.offset(p as isize * rs + c as isize * cs) };
+    if cs == 1 {
+        // Rows of B contiguous: interleave each even/odd row pair column by column.
+        for pair in 0..width.div_ceil(2) {
+            let pair_row = &mut staging[pair * 2 * TILE..(pair + 1) * 2 * TILE];
+            let even = unsafe { std::slice::from_raw_parts(at(2 * pair, 0), cols) };
+            for (c, value) in even.iter().enumerate() {
+                pair_row[2 * c] = *value;
+            }
+            if 2 * pair + 1 < width {
+                let odd = unsafe { std::slice::from_raw_parts(at(2 * pair + 1, 0), cols) };
+                for (c, value) in odd.iter().enumerate() {
+                    pair_row[2 * c + 1] = *value;
+                }
+            }
+        }
+    } else {
+        // Column-contiguous (a transposed weight) or general strides.
+        for c in 0..cols {
+            for p in 0..width {
+                staging[(p / 2) * 2 * TILE + 2 * c + p % 2] = unsafe { *at(p, c) };
+            }
+        }
+    }
+    round_tile(&staging, dst);
+});
+
+/// The packed tile at `index` of `packed` as uninitialised u16s.
+///
+/// # Safety
+/// `packed` must have capacity for tile `index` and no other thread may touch it.
+unsafe fn tile_mut<'a>(packed: SendPtr<u16>, index: usize) -> &'a mut [MaybeUninit<u16>] {
+    unsafe { std::slice::from_raw_parts_mut(packed.0.add(index * TILE_ELEMS) as *mut MaybeUninit<u16>, TILE_ELEMS) }
+}
+
 /// `lhs` (m × k, element (i, p) at `i·rs + p·cs`) as bf16 A tiles: tile (i/16, p/32)
-/// at `((i/16)·k_tiles + p/32)·512`, row-major 16 × 32 inside; zero padded.
+/// at `((i/16)·k_tiles + p/32)·512`, row-major 16 × 32 inside; zero padded; every
+/// element written exactly once.
 unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, row_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u16> {
-    let mut packed = vec![0u16; row_tiles * k_tiles * TILE_ELEMS];
+    let mut packed = packed_buffer(row_tiles * k_tiles);
     let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(lhs as *mut f32);
     for_each_index(row_tiles, parallel, |tile_row| {
         let (out, src) = (out, src);
-        let base = tile_row * k_tiles * TILE_ELEMS;
         let rows = TILE.min(m.saturating_sub(tile_row * TILE));
-        let first = (tile_row * TILE) as isize;
-        if cs == 1 {
-            // Row-major: 32 contiguous values per tile row (vectorised rounding).
-            for r in 0..rows {
-                let row = unsafe { std::slice::from_raw_parts(src.0.offset((first + r as isize) * rs), k) };
-                for (t, chunk) in row.chunks(TILE_K).enumerate() {
-                    let at = base + t * TILE_ELEMS + r * TILE_K;
-                    let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(at), chunk.len()) };
-                    for (d, v) in dst.iter_mut().zip(chunk) {
-                        *d = bf16_bits(*v);
-                    }
-                }
-            }
-        } else {
-            // Column-major or general strides: walk the contiguous direction innermost.
-            for p in 0..k {
-                let at = base + (p / TILE_K) * TILE_ELEMS + p % TILE_K;
-                for r in 0..rows {
-                    let value = unsafe { *src.0.offset((first + r as isize) * rs + p as isize * cs) };
-                    unsafe { *out.0.add(at + r * TILE_K) = bf16_bits(value) };
-                }
+        for t in 0..k_tiles {
+            let p0 = t * TILE_K;
+            let width = TILE_K.min(k.saturating_sub(p0));
+            // SAFETY: the tile's source elements lie inside `lhs`; tile (tile_row, t)
+            // belongs to this task alone.
+            unsafe {
+                let corner = src.0.wrapping_offset((tile_row * TILE) as isize * rs + p0 as isize * cs);
+                pack_lhs_tile(corner, rs, cs, rows, width, tile_mut(out, tile_row * k_tiles + t));
             }
         }
     });
+    // SAFETY: the loop above wrote every tile in full.
+    unsafe { packed.set_len(row_tiles * k_tiles * TILE_ELEMS) };
     packed
 }
 
 /// `rhs` (k × n, element (p, j) at `p·rs + j·cs`) as bf16 B tiles in AMX's pair
 /// ("VNNI") layout: tile (j/16, p/32) at `((j/16)·k_tiles + p/32)·512`; inside, row
-/// `(p mod 32)/2` holds 16 columns × the pair (p even, p odd).
+/// `(p mod 32)/2` holds 16 columns × the pair (p even, p odd); zero padded.
 unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, col_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u16> {
-    let mut packed = vec![0u16; col_tiles * k_tiles * TILE_ELEMS];
-    let out = SendPtr(packed.as_mut_ptr() as *mut u32);
+    let mut packed = packed_buffer(col_tiles * k_tiles);
+    let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(rhs as *mut f32);
-    let pair_at = |base: usize, p: usize| base / 2 + (p / TILE_K) * (TILE_ELEMS / 2) + ((p % TILE_K) / 2) * TILE;
     for_each_index(col_tiles, parallel, |tile_col| {
         let (out, src) = (out, src);
-        let base = tile_col * k_tiles * TILE_ELEMS;
         let cols = TILE.min(n.saturating_sub(tile_col * TILE));
-        let first = (tile_col * TILE) as isize;
-        let value = |p: usize, c: usize| unsafe { *src.0.offset(p as isize * rs + (first + c as isize) * cs) };
-        // One u32 per (pair, column): the even row's bf16 low, the odd row's high.
-        let word = |even: f32, odd: f32| (bf16_bits(odd) as u32) << 16 | bf16_bits(even) as u32;
-        if cs == 1 {
-            for p in (0..k).step_by(2) {
-                let even = unsafe { std::slice::from_raw_parts(src.0.offset(p as isize * rs + first), cols) };
-                let dst = unsafe { std::slice::from_raw_parts_mut(out.0.add(pair_at(base, p)), cols) };
-                if p + 1 < k {
-                    let odd = unsafe { std::slice::from_raw_parts(src.0.offset((p + 1) as isize * rs + first), cols) };
-                    for ((d, e), o) in dst.iter_mut().zip(even).zip(odd) {
-                        *d = word(*e, *o);
-                    }
-                } else {
-                    for (d, e) in dst.iter_mut().zip(even) {
-                        *d = word(*e, 0.0);
-                    }
-                }
-            }
-        } else {
-            for c in 0..cols {
-                for p in (0..k).step_by(2) {
-                    let odd = if p + 1 < k { value(p + 1, c) } else { 0.0 };
-                    unsafe { *out.0.add(pair_at(base, p) + c) = word(value(p, c), odd) };
-                }
+        for t in 0..k_tiles {
+            let p0 = t * TILE_K;
+            let width = TILE_K.min(k.saturating_sub(p0));
+            // SAFETY: as in `pack_lhs`.
+            unsafe {
+                let corner = src.0.wrapping_offset(p0 as isize * rs + (tile_col * TILE) as isize * cs);
+                pack_rhs_tile(corner, rs, cs, width, cols, tile_mut(out, tile_col * k_tiles + t));
             }
         }
     });
+    // SAFETY: the loop above wrote every tile in full.
+    unsafe { packed.set_len(col_tiles * k_tiles * TILE_ELEMS) };
     packed
 }
 
@@ -171,13 +227,13 @@ impl TileConfig {
     }
 }
 
-/// One 32 × 32 block of C = A · B over `k_tiles` tile steps, stored row-major into
-/// `block` (32 × 32 f32). `a0`/`a1`: the two A tile rows' first tiles; `b0`/`b1`: the
-/// two B tile columns' first tiles (consecutive tiles 1 KiB apart).
+/// One 32 × 32 block of C = A · B over `k_tiles` tile steps, stored at `c`, rows
+/// `c_row_stride` f32 apart (columns contiguous). `a0`/`a1`: the two A tile rows' first
+/// tiles; `b0`/`b1`: the two B tile columns' first tiles (consecutive tiles 1 KiB apart).
 /// Requires the tile configuration to be loaded on this thread.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn block_kernel(a0: *const u16, a1: *const u16, b0: *const u16, b1: *const u16, k_tiles: usize, block: *mut f32) {
+unsafe fn block_kernel(a0: *const u16, a1: *const u16, b0: *const u16, b1: *const u16, k_tiles: usize, c: *mut f32, c_row_stride: usize) {
     unsafe {
         core::arch::asm!(
             "tilezero tmm0",
@@ -209,11 +265,11 @@ unsafe fn block_kernel(a0: *const u16, a1: *const u16, b0: *const u16, b1: *cons
             b1 = inout(reg) b1 => _,
             n = inout(reg) k_tiles => _,
             stride = in(reg) 64usize,
-            c = in(reg) block,
-            c1 = in(reg) block.add(16),
-            c2 = in(reg) block.add(16 * 32),
-            c3 = in(reg) block.add(16 * 32 + 16),
-            c_stride = in(reg) 128usize,
+            c = in(reg) c,
+            c1 = in(reg) c.add(TILE),
+            c2 = in(reg) c.add(TILE * c_row_stride),
+            c3 = in(reg) c.add(TILE * c_row_stride + TILE),
+            c_stride = in(reg) c_row_stride * 4,
             options(nostack),
         );
     }
@@ -249,6 +305,8 @@ pub unsafe fn gemm_bf16(
     let col_pairs = n.div_ceil(2 * TILE);
     let a = unsafe { pack_lhs(lhs, lhs_rs, lhs_cs, m, k, 2 * row_pairs, k_tiles, parallel) };
     let b = unsafe { pack_rhs(rhs, rhs_rs, rhs_cs, k, n, 2 * col_pairs, k_tiles, parallel) };
+    // Whole blocks go straight from the tiles into a row-major `out`.
+    let direct_store = out_cs == 1 && out_rs >= n as isize;
     let out = SendPtr(out);
     let tile_span = k_tiles * TILE_ELEMS;
     // Row pairs per pass: their A tiles (2 KiB per k step each) stay in L2 while every
@@ -268,10 +326,17 @@ pub unsafe fn gemm_bf16(
             for row_pair in pairs.clone() {
                 let a0 = a[2 * row_pair * tile_span..].as_ptr();
                 let a1 = a[(2 * row_pair + 1) * tile_span..].as_ptr();
-                unsafe { block_kernel(a0, a1, b0, b1, k_tiles, block.as_mut_ptr()) };
                 let i0 = row_pair * 2 * TILE;
-                for r in 0..(2 * TILE).min(m - i0) {
-                    let row = unsafe { out.0.offset((i0 + r) as isize * out_rs + j0 as isize * out_cs) };
+                let rows = (2 * TILE).min(m - i0);
+                let corner = unsafe { out.0.offset(i0 as isize * out_rs + j0 as isize * out_cs) };
+                if direct_store && rows == 2 * TILE && cols == 2 * TILE {
+                    // SAFETY: a whole 32 × 32 block of `out`, rows `out_rs` apart.
+                    unsafe { block_kernel(a0, a1, b0, b1, k_tiles, corner, out_rs as usize) };
+                    continue;
+                }
+                unsafe { block_kernel(a0, a1, b0, b1, k_tiles, block.as_mut_ptr(), 2 * TILE) };
+                for r in 0..rows {
+                    let row = unsafe { corner.offset(r as isize * out_rs) };
                     for c in 0..cols {
                         unsafe { *row.offset(c as isize * out_cs) = block[r * 2 * TILE + c] };
                     }

@@ -266,8 +266,10 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
     let (lhs_row_stride, lhs_col_stride) = get_2d_strides(lhs.layout());
     let (rhs_row_stride, _) = get_2d_strides(rhs.layout());
-    // ept patch: see TRANSPOSED_RHS_COPY_MIN_ROWS.
-    let rhs = if rhs_row_stride == 1 && k > 1 && n > 1 && m >= TRANSPOSED_RHS_COPY_MIN_ROWS {
+    // ept patch: see TRANSPOSED_RHS_COPY_MIN_ROWS. The AMX kernel packs each element
+    // once whatever the layout, so it takes the strided operand as it is.
+    let amx = T::dtype() == DType::F32 && amx_bf16_active();
+    let rhs = if rhs_row_stride == 1 && k > 1 && n > 1 && m >= TRANSPOSED_RHS_COPY_MIN_ROWS && !amx {
         rhs.into_contiguous()
     } else {
         rhs

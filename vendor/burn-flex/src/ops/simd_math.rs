@@ -55,6 +55,31 @@ pub fn exp_nonpositive(x: f32) -> f32 {
 /// Compile `$body` (a slice loop over the inline functions above) for AVX-512F, AVX2
 /// and the baseline, and pick one at run time.
 macro_rules! multiversion {
+    // `unsafe name(..)`: the same for a function whose caller upholds a contract.
+    (unsafe $name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        pub unsafe fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            unsafe fn body($($arg: $ty),*) $body
+            #[cfg(all(feature = "std", target_arch = "x86_64"))]
+            {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn avx512($($arg: $ty),*) { unsafe { body($($arg),*) } }
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) { unsafe { body($($arg),*) } }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports the enabled features (checked above);
+                    // the caller upholds `body`'s contract.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: as above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            // SAFETY: the caller upholds `body`'s contract.
+            unsafe { body($($arg),*) }
+        }
+    };
     ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
         pub fn $name($($arg: $ty),*) {
             #[inline(always)]
