@@ -94,9 +94,10 @@ impl Attention {
         }
     }
 
-    /// Scaled attention logits `q·kᵀ · scale`, `[B, H, Nq, Nk]`.
+    /// Scaled attention logits `(q · scale)·kᵀ`, `[B, H, Nq, Nk]`. The scale goes on q
+    /// as in timm: `head_dim` values per row instead of `Nk`, forward and backward.
     pub fn logits(&self, q: Tensor<4>, k: Tensor<4>) -> Tensor<4> {
-        q.matmul(k.swap_dims(2, 3)).mul_scalar(self.scale())
+        q.mul_scalar(self.scale()).matmul(k.swap_dims(2, 3))
     }
 
     /// Apply attention weights `[B, H, Nq, Nk]` to `v`, merge heads, project: `[B, Nq, C]`.

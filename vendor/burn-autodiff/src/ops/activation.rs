@@ -167,7 +167,8 @@ impl<B: Backend, C: CheckpointStrategy> ActivationOps<Autodiff<B, C>> for Autodi
     // ept patch: softmax as one tracked op. The trait default decomposes it into max,
     // sub, exp, sum and div, each recorded on the graph with its own saved tensors and
     // backward (exp's recomputing the exponential); here the backend's fused softmax
-    // runs forward and the backward is y ⊙ (g − Σ g ⊙ y) from the saved output.
+    // runs forward and the backward is the backend's `softmax_backward` (an ept patch
+    // to burn-backend: y ⊙ (g − Σ g ⊙ y)) from the saved output.
     fn softmax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Softmax;
@@ -183,9 +184,7 @@ impl<B: Backend, C: CheckpointStrategy> ActivationOps<Autodiff<B, C>> for Autodi
             ) {
                 let (output, dim) = ops.state;
                 unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    let weighted = B::float_mul(grad.clone(), output.clone());
-                    let total = B::float_sum_dim(weighted, dim);
-                    B::float_mul(output, B::float_sub(grad, total))
+                    B::softmax_backward(output, grad, dim)
                 });
             }
         }

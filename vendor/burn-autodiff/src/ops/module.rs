@@ -2020,6 +2020,96 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
         panic!("Can't differentiate interpolate backward.");
     }
 
+    // ept patch: layer normalization as one tracked op. The trait default composes it
+    // from mean, sub, mul, sqrt, div, mul and add, each recorded with its own saved
+    // tensors and backward; here the backend's fused kernel runs forward and its
+    // `layer_norm_backward` (an ept patch to burn-backend) runs backward from the
+    // saved input, computing the gradients of gamma and beta only when they are tracked.
+    fn layer_norm(
+        tensor: AutodiffTensor<B>,
+        gamma: AutodiffTensor<B>,
+        beta: Option<AutodiffTensor<B>>,
+        epsilon: f64,
+    ) -> AutodiffTensor<B> {
+        #[derive(Debug)]
+        struct LayerNormWithBias;
+        #[derive(Debug)]
+        struct LayerNormNoBias;
+        type State<B> = (FloatTensor<B>, FloatTensor<B>, f64);
+
+        /// Run the backend's backward and hand each tracked parent its gradient.
+        fn register<B: Backend>(
+            state: State<B>,
+            grad: FloatTensor<B>,
+            [node_x, node_gamma, node_beta]: [Option<crate::graph::NodeRef>; 3],
+            grads: &mut Gradients,
+        ) {
+            let (x, gamma, epsilon) = state;
+            let param_grads = node_gamma.is_some() || node_beta.is_some();
+            let result = B::layer_norm_backward(x, gamma, grad, epsilon, param_grads);
+            if let Some(node) = node_x {
+                grads.register::<B>(node.id, result.x_grad);
+            }
+            if let (Some(node), Some(gamma_grad)) = (node_gamma, result.gamma_grad) {
+                grads.register::<B>(node.id, gamma_grad);
+            }
+            if let (Some(node), Some(beta_grad)) = (node_beta, result.beta_grad) {
+                grads.register::<B>(node.id, beta_grad);
+            }
+        }
+
+        impl<B: Backend> Backward<B, 3> for LayerNormWithBias {
+            type State = State<B>;
+
+            fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                register::<B>(ops.state, grad, ops.parents, grads);
+            }
+        }
+
+        impl<B: Backend> Backward<B, 2> for LayerNormNoBias {
+            type State = State<B>;
+
+            fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+                let grad = grads.consume::<B>(&ops.node);
+                let [node_x, node_gamma] = ops.parents;
+                register::<B>(ops.state, grad, [node_x, node_gamma, None], grads);
+            }
+        }
+
+        let state = (tensor.primitive.clone(), gamma.primitive.clone(), epsilon);
+        match beta {
+            Some(beta) => match LayerNormWithBias
+                .prepare::<C>([tensor.node(), gamma.node(), beta.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(
+                    state,
+                    B::layer_norm(tensor.primitive, gamma.primitive, Some(beta.primitive), epsilon),
+                ),
+                OpsKind::UnTracked(prep) => prep.finish(B::layer_norm(
+                    tensor.primitive,
+                    gamma.primitive,
+                    Some(beta.primitive),
+                    epsilon,
+                )),
+            },
+            None => match LayerNormNoBias
+                .prepare::<C>([tensor.node(), gamma.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    prep.finish(state, B::layer_norm(tensor.primitive, gamma.primitive, None, epsilon))
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(B::layer_norm(tensor.primitive, gamma.primitive, None, epsilon))
+                }
+            },
+        }
+    }
+
     fn attention(
         query: FloatTensor<Autodiff<B, C>>,
         key: FloatTensor<Autodiff<B, C>>,

@@ -175,6 +175,11 @@ impl ActivationOps<Flex> for Flex {
     fn softmax(tensor: FloatTensor<Flex>, dim: usize) -> FloatTensor<Flex> {
         softmax(tensor, dim)
     }
+
+    // ept patch: fused f32 backward (ops/norm_backward.rs).
+    fn softmax_backward(output: FloatTensor<Flex>, grad: FloatTensor<Flex>, dim: usize) -> FloatTensor<Flex> {
+        crate::ops::norm_backward::softmax_backward(output, grad, dim)
+    }
 }
 
 #[inline]

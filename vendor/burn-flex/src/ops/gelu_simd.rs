@@ -125,7 +125,7 @@ multiversion!(gelu_backward_slice(x: &[f32], grad: &mut [f32]) {
 });
 
 /// Whether `tensor` may be overwritten in place as one dense f32 slice.
-fn writable_in_place(tensor: &FlexTensor) -> bool {
+pub(crate) fn writable_in_place(tensor: &FlexTensor) -> bool {
     tensor.is_unique()
         && tensor.is_contiguous()
         && tensor.layout().start_offset() == 0

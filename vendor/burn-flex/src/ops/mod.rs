@@ -109,6 +109,8 @@ pub mod gather_scatter;
 // ept patch: vectorised f32 GELU and its derivative, and the math they share with softmax.
 pub mod gelu_simd;
 pub mod simd_math;
+// ept patch: fused f32 backward of layer norm and softmax.
+pub mod norm_backward;
 pub mod grid_sample;
 mod int;
 pub mod interpolate;

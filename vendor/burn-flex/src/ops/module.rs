@@ -752,6 +752,17 @@ impl ModuleOps<Flex> for Flex {
         crate::ops::activation::layer_norm(tensor, gamma, beta, epsilon)
     }
 
+    // ept patch: fused f32 backward (ops/norm_backward.rs).
+    fn layer_norm_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        epsilon: f64,
+        param_grads: bool,
+    ) -> burn_backend::ops::layer_norm::LayerNormBackward<Flex> {
+        crate::ops::norm_backward::layer_norm_backward(x, gamma, output_grad, epsilon, param_grads)
+    }
+
     fn embedding_backward(
         weights: FloatTensor<Flex>,
         output_grad: FloatTensor<Flex>,
