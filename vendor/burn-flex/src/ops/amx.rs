@@ -22,8 +22,10 @@ use crate::parallel::SendPtr;
 const TILE: usize = 16;
 /// The k extent of one tile pair (32 bf16 = 64 bytes per A-tile row).
 const TILE_K: usize = 32;
-/// u16 elements in one packed tile (16 × 32 bf16, 1 KiB).
+/// bf16 elements in one packed tile (16 × 32 bf16, 1 KiB).
 const TILE_ELEMS: usize = TILE * TILE_K;
+/// u32 words (bf16 pairs) in one packed tile.
+const TILE_WORDS: usize = TILE_ELEMS / 2;
 /// Bytes of packed A kept hot per pass over the columns (half a typical 2 MiB L2).
 const L2_BUDGET: usize = 1 << 20;
 
@@ -77,93 +79,91 @@ fn for_each_index(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send)
     (0..count).for_each(f);
 }
 
-/// A buffer of `tiles` packed tiles, every element of which the caller writes.
-fn packed_buffer(tiles: usize) -> Vec<u16> {
-    Vec::with_capacity(tiles * TILE_ELEMS)
+/// A buffer of `tiles` packed tiles (as bf16 pairs: u32 keeps it 4-byte aligned),
+/// every element of which the caller writes.
+fn packed_buffer(tiles: usize) -> Vec<u32> {
+    Vec::with_capacity(tiles * TILE_WORDS)
 }
 
-/// Round a staged f32 tile into its packed bf16 slot.
+/// Two bf16 bit patterns in one word, `low` in the low half (AMX's pair order).
 #[inline(always)]
-fn round_tile(staging: &[f32; TILE_ELEMS], dst: &mut [MaybeUninit<u16>]) {
-    for (d, &s) in dst.iter_mut().zip(staging) {
-        d.write(bf16_bits(s));
-    }
+fn bf16_pair(low: f32, high: f32) -> u32 {
+    (bf16_bits(high) as u32) << 16 | bf16_bits(low) as u32
 }
 
 // One A tile: `rows` × `width` elements of the source, element (r, p) at
-// `src + r·rs + p·cs`, staged row-major 16 × 32 (padding zeroed) and rounded into
-// `dst` (1 KiB). Compiled per instruction set (`multiversion!`): the copies and the
-// rounding vectorise.
-// SAFETY (caller): `src` addresses those elements; `dst` holds TILE_ELEMS.
-multiversion!(unsafe pack_lhs_tile(src: *const f32, rs: isize, cs: isize, rows: usize, width: usize, dst: &mut [MaybeUninit<u16>]) {
-    let mut staging = [0f32; TILE_ELEMS];
-    let at = |r: usize, p: usize| unsafe { src.offset(r as isize * rs + p as isize * cs) };
-    if cs == 1 {
-        for r in 0..rows {
-            let row = unsafe { std::slice::from_raw_parts(at(r, 0), width) };
-            if let Ok(full) = <&[f32; TILE_K]>::try_from(row) {
-                let target: &mut [f32; TILE_K] = (&mut staging[r * TILE_K..(r + 1) * TILE_K]).try_into().unwrap();
-                *target = *full;
-            } else {
-                staging[r * TILE_K..r * TILE_K + width].copy_from_slice(row);
+// `src + r·rs + p·cs`, rounded into `dst` row-major 16 × 32 (a row is 16 pairs
+// (p even, p odd)), zero padded. Compiled per instruction set (`multiversion!`): on a
+// whole row-major tile the rounding runs lane-wise on vectors.
+// SAFETY (caller): `src` addresses those elements; `dst` holds TILE_WORDS.
+multiversion!(unsafe pack_lhs_tile(src: *const f32, rs: isize, cs: isize, rows: usize, width: usize, dst: &mut [MaybeUninit<u32>]) {
+    let at = |r: usize, p: usize| unsafe { *src.offset(r as isize * rs + p as isize * cs) };
+    let value = |r: usize, p: usize| if r < rows && p < width { at(r, p) } else { 0.0 };
+    let half = TILE_K / 2;
+    for (r, words) in dst.chunks_exact_mut(half).enumerate() {
+        if cs == 1 && r < rows && width == TILE_K {
+            let row: &[f32; TILE_K] = unsafe { &*(src.offset(r as isize * rs) as *const [f32; TILE_K]) };
+            for (w, word) in words.iter_mut().enumerate() {
+                word.write(bf16_pair(row[2 * w], row[2 * w + 1]));
             }
-        }
-    } else {
-        // Column-major or general strides: walk the contiguous direction innermost.
-        for p in 0..width {
-            for r in 0..rows {
-                staging[r * TILE_K + p] = unsafe { *at(r, p) };
+        } else {
+            for (w, word) in words.iter_mut().enumerate() {
+                word.write(bf16_pair(value(r, 2 * w), value(r, 2 * w + 1)));
             }
         }
     }
-    round_tile(&staging, dst);
 });
 
 // One B tile in AMX's pair layout: `width` × `cols` elements, element (p, c) at
-// `src + p·rs + c·cs`, staged at pair row p/2, column c, parity p mod 2 (padding
-// zeroed) and rounded into `dst`. Multiversioned like `pack_lhs_tile`.
+// `src + p·rs + c·cs`; word (p/2, c) of `dst` holds the pair (p even, p odd) of column
+// c; zero padded. Multiversioned like `pack_lhs_tile`: with contiguous rows (a weight
+// in the forward pass) each word row is two source rows combined lane by lane; with
+// contiguous columns (a transposed weight, the input gradient's `dY·Wᵀ`) each column's
+// 32 values round to 16 words, scattered down the tile's word rows.
 // SAFETY (caller): as `pack_lhs_tile`.
-multiversion!(unsafe pack_rhs_tile(src: *const f32, rs: isize, cs: isize, width: usize, cols: usize, dst: &mut [MaybeUninit<u16>]) {
-    let mut staging = [0f32; TILE_ELEMS];
-    let at = |p: usize, c: usize| unsafe { src.offset(p as isize * rs + c as isize * cs) };
-    if cs == 1 {
-        // Rows of B contiguous: interleave each even/odd row pair column by column.
-        for pair in 0..width.div_ceil(2) {
-            let pair_row = &mut staging[pair * 2 * TILE..(pair + 1) * 2 * TILE];
-            let even = unsafe { std::slice::from_raw_parts(at(2 * pair, 0), cols) };
-            for (c, value) in even.iter().enumerate() {
-                pair_row[2 * c] = *value;
+multiversion!(unsafe pack_rhs_tile(src: *const f32, rs: isize, cs: isize, width: usize, cols: usize, dst: &mut [MaybeUninit<u32>]) {
+    let at = |p: usize, c: usize| unsafe { *src.offset(p as isize * rs + c as isize * cs) };
+    let value = |p: usize, c: usize| if p < width && c < cols { at(p, c) } else { 0.0 };
+    if cs == 1 && cols == TILE && width == TILE_K {
+        for (pair, words) in dst.chunks_exact_mut(TILE).enumerate() {
+            let even: &[f32; TILE] = unsafe { &*(src.offset(2 * pair as isize * rs) as *const [f32; TILE]) };
+            let odd: &[f32; TILE] = unsafe { &*(src.offset((2 * pair + 1) as isize * rs) as *const [f32; TILE]) };
+            for (c, word) in words.iter_mut().enumerate() {
+                word.write(bf16_pair(even[c], odd[c]));
             }
-            if 2 * pair + 1 < width {
-                let odd = unsafe { std::slice::from_raw_parts(at(2 * pair + 1, 0), cols) };
-                for (c, value) in odd.iter().enumerate() {
-                    pair_row[2 * c + 1] = *value;
-                }
+        }
+    } else if rs == 1 && cols == TILE && width == TILE_K {
+        for c in 0..TILE {
+            let column: &[f32; TILE_K] = unsafe { &*(src.offset(c as isize * cs) as *const [f32; TILE_K]) };
+            let mut words = [0u32; TILE];
+            for (pair, word) in words.iter_mut().enumerate() {
+                *word = bf16_pair(column[2 * pair], column[2 * pair + 1]);
+            }
+            for (pair, word) in words.iter().enumerate() {
+                dst[pair * TILE + c].write(*word);
             }
         }
     } else {
-        // Column-contiguous (a transposed weight) or general strides.
-        for c in 0..cols {
-            for p in 0..width {
-                staging[(p / 2) * 2 * TILE + 2 * c + p % 2] = unsafe { *at(p, c) };
+        for (pair, words) in dst.chunks_exact_mut(TILE).enumerate() {
+            for (c, word) in words.iter_mut().enumerate() {
+                word.write(bf16_pair(value(2 * pair, c), value(2 * pair + 1, c)));
             }
         }
     }
-    round_tile(&staging, dst);
 });
 
-/// The packed tile at `index` of `packed` as uninitialised u16s.
+/// The packed tile at `index` of `packed` as uninitialised words.
 ///
 /// # Safety
 /// `packed` must have capacity for tile `index` and no other thread may touch it.
-unsafe fn tile_mut<'a>(packed: SendPtr<u16>, index: usize) -> &'a mut [MaybeUninit<u16>] {
-    unsafe { std::slice::from_raw_parts_mut(packed.0.add(index * TILE_ELEMS) as *mut MaybeUninit<u16>, TILE_ELEMS) }
+unsafe fn tile_mut<'a>(packed: SendPtr<u32>, index: usize) -> &'a mut [MaybeUninit<u32>] {
+    unsafe { std::slice::from_raw_parts_mut(packed.0.add(index * TILE_WORDS) as *mut MaybeUninit<u32>, TILE_WORDS) }
 }
 
 /// `lhs` (m × k, element (i, p) at `i·rs + p·cs`) as bf16 A tiles: tile (i/16, p/32)
 /// at `((i/16)·k_tiles + p/32)·512`, row-major 16 × 32 inside; zero padded; every
 /// element written exactly once.
-unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, row_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u16> {
+unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, row_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u32> {
     let mut packed = packed_buffer(row_tiles * k_tiles);
     let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(lhs as *mut f32);
@@ -182,14 +182,14 @@ unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, ro
         }
     });
     // SAFETY: the loop above wrote every tile in full.
-    unsafe { packed.set_len(row_tiles * k_tiles * TILE_ELEMS) };
+    unsafe { packed.set_len(row_tiles * k_tiles * TILE_WORDS) };
     packed
 }
 
 /// `rhs` (k × n, element (p, j) at `p·rs + j·cs`) as bf16 B tiles in AMX's pair
 /// ("VNNI") layout: tile (j/16, p/32) at `((j/16)·k_tiles + p/32)·512`; inside, row
 /// `(p mod 32)/2` holds 16 columns × the pair (p even, p odd); zero padded.
-unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, col_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u16> {
+unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, col_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u32> {
     let mut packed = packed_buffer(col_tiles * k_tiles);
     let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(rhs as *mut f32);
@@ -207,7 +207,7 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
         }
     });
     // SAFETY: the loop above wrote every tile in full.
-    unsafe { packed.set_len(col_tiles * k_tiles * TILE_ELEMS) };
+    unsafe { packed.set_len(col_tiles * k_tiles * TILE_WORDS) };
     packed
 }
 
@@ -308,7 +308,7 @@ pub unsafe fn gemm_bf16(
     // Whole blocks go straight from the tiles into a row-major `out`.
     let direct_store = out_cs == 1 && out_rs >= n as isize;
     let out = SendPtr(out);
-    let tile_span = k_tiles * TILE_ELEMS;
+    let tile_span = k_tiles * TILE_WORDS;
     // Row pairs per pass: their A tiles (2 KiB per k step each) stay in L2 while every
     // column pair's B tiles stream past them once per pass.
     let chunk = (L2_BUDGET / (2 * k_tiles * 1024)).clamp(1, row_pairs);
@@ -319,13 +319,13 @@ pub unsafe fn gemm_bf16(
             let config = TileConfig::full();
             let mut block = [0f32; 4 * TILE * TILE];
             unsafe { core::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
-            let b0 = b[2 * col_pair * tile_span..].as_ptr();
-            let b1 = b[(2 * col_pair + 1) * tile_span..].as_ptr();
+            let b0 = b[2 * col_pair * tile_span..].as_ptr() as *const u16;
+            let b1 = b[(2 * col_pair + 1) * tile_span..].as_ptr() as *const u16;
             let j0 = col_pair * 2 * TILE;
             let cols = (2 * TILE).min(n - j0);
             for row_pair in pairs.clone() {
-                let a0 = a[2 * row_pair * tile_span..].as_ptr();
-                let a1 = a[(2 * row_pair + 1) * tile_span..].as_ptr();
+                let a0 = a[2 * row_pair * tile_span..].as_ptr() as *const u16;
+                let a1 = a[(2 * row_pair + 1) * tile_span..].as_ptr() as *const u16;
                 let i0 = row_pair * 2 * TILE;
                 let rows = (2 * TILE).min(m - i0);
                 let corner = unsafe { out.0.offset(i0 as isize * out_rs + j0 as isize * out_cs) };
