@@ -193,19 +193,25 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
     let mut packed = packed_buffer(col_tiles * k_tiles);
     let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(rhs as *mut f32);
-    for_each_index(col_tiles, parallel, |tile_col| {
+    let pack = |tile_col: usize, t: usize| {
         let (out, src) = (out, src);
         let cols = TILE.min(n.saturating_sub(tile_col * TILE));
-        for t in 0..k_tiles {
-            let p0 = t * TILE_K;
-            let width = TILE_K.min(k.saturating_sub(p0));
-            // SAFETY: as in `pack_lhs`.
-            unsafe {
-                let corner = src.0.wrapping_offset(p0 as isize * rs + (tile_col * TILE) as isize * cs);
-                pack_rhs_tile(corner, rs, cs, width, cols, tile_mut(out, tile_col * k_tiles + t));
-            }
+        let p0 = t * TILE_K;
+        let width = TILE_K.min(k.saturating_sub(p0));
+        // SAFETY: as in `pack_lhs`; each (tile_col, t) is packed by one task.
+        unsafe {
+            let corner = src.0.wrapping_offset(p0 as isize * rs + (tile_col * TILE) as isize * cs);
+            pack_rhs_tile(corner, rs, cs, width, cols, tile_mut(out, tile_col * k_tiles + t));
         }
-    });
+    };
+    if cs == 1 {
+        // Row-major: one task per band of 32 rows, read front to back (rows are far
+        // apart, so walking down a 16-column strip would miss the TLB and the
+        // prefetcher on every row).
+        for_each_index(k_tiles, parallel, |t| (0..col_tiles).for_each(|tile_col| pack(tile_col, t)));
+    } else {
+        for_each_index(col_tiles, parallel, |tile_col| (0..k_tiles).for_each(|t| pack(tile_col, t)));
+    }
     // SAFETY: the loop above wrote every tile in full.
     unsafe { packed.set_len(col_tiles * k_tiles * TILE_WORDS) };
     packed
