@@ -124,34 +124,33 @@ fn check_matmuls(device: &Device) {
     for chunk in batched.chunks(m * n) {
         assert!(relative_error(chunk, &want) < 2e-5, "bf16 batched");
     }
-    // Several 32 × 32 blocks with ragged edges, a transposed (column-major) left
-    // operand, and a product large enough to be split across threads.
-    for (rows, inner, cols) in [(70, 100, 90), (300, 200, 260)] {
-        let left_t: Tensor<2> = Tensor::random([inner, rows], normal, device);
-        let right: Tensor<2> = Tensor::random([inner, cols], normal, device);
-        let left = left_t.transpose();
+    // Several 32 × 32 blocks with ragged edges and a product large enough to be split
+    // across threads, with a transposed (column-major) left operand; then tall products
+    // with a transposed right operand (a linear layer's input gradient, `dY · Wᵀ`),
+    // whole blocks stored straight from the tiles, and an odd inner extent (a
+    // half-filled bf16 pair in the last tile).
+    let cases = [
+        (70, 100, 90, "left"),
+        (300, 200, 260, "left"),
+        (288, 96, 64, "right"),
+        (260, 33, 70, "right"),
+    ];
+    for (rows, inner, cols, transposed) in cases {
+        let matrix = |outer: usize, along: usize, stored_transposed: bool| -> Tensor<2> {
+            if stored_transposed {
+                Tensor::<2>::random([along, outer], normal, device).transpose()
+            } else {
+                Tensor::random([outer, along], normal, device)
+            }
+        };
+        let left = matrix(rows, inner, transposed == "left");
+        let right = matrix(inner, cols, transposed == "right");
         let (l, r) = (values(left.clone()), values(right.clone()));
         let want = reference(&l, &r, rows, inner, cols, |x| bf16::from_f32(x).to_f64());
         let error = relative_error(&values(left.matmul(right)), &want);
         assert!(
             error < 2e-5,
-            "bf16 {rows}×{inner}×{cols}, transposed left: {error}"
-        );
-    }
-
-    // A tall product with a transposed right operand (a linear layer's input gradient,
-    // `dY · Wᵀ`), whole 32 × 32 blocks stored straight from the tiles, and an odd inner
-    // extent (a half-filled bf16 pair in the last tile).
-    for (rows, inner, cols) in [(288, 96, 64), (260, 33, 70)] {
-        let left: Tensor<2> = Tensor::random([rows, inner], normal, device);
-        let right_t: Tensor<2> = Tensor::random([cols, inner], normal, device);
-        let right = right_t.transpose();
-        let (l, r) = (values(left.clone()), values(right.clone()));
-        let want = reference(&l, &r, rows, inner, cols, |x| bf16::from_f32(x).to_f64());
-        let error = relative_error(&values(left.matmul(right)), &want);
-        assert!(
-            error < 2e-5,
-            "bf16 {rows}×{inner}×{cols}, transposed right: {error}"
+            "bf16 {rows}×{inner}×{cols}, transposed {transposed}: {error}"
         );
     }
 
