@@ -154,6 +154,26 @@ fn check_matmuls(device: &Device) {
         );
     }
 
+    // A weight reused across products (on AMX its packed tiles come from the cache the
+    // second time), then changed in place: the next product must see the new values.
+    let (rows, inner, cols) = (40, 256, 320);
+    let x: Tensor<2> = Tensor::random([rows, inner], normal, device);
+    let weight: Tensor<2> = Tensor::random([inner, cols], normal, device);
+    let x_host = values(x.clone());
+    let bf16_round = |v: f32| bf16::from_f32(v).to_f64();
+    let want = reference(&x_host, &values(weight.clone()), rows, inner, cols, bf16_round);
+    for attempt in 0..2 {
+        let error = relative_error(&values(x.clone().matmul(weight.clone())), &want);
+        assert!(error < 2e-5, "bf16 reused weight, product {attempt}: {error}");
+    }
+    let weight = weight.add_scalar(0.5);
+    let want = reference(&x_host, &values(weight.clone()), rows, inner, cols, bf16_round);
+    let error = relative_error(&values(x.matmul(weight)), &want);
+    assert!(
+        error < 2e-5,
+        "bf16 weight changed after a cached product: {error}"
+    );
+
     // A NaN whose payload lies only in the bits bf16 drops must stay NaN, not become ∞.
     let low_payload_nan = f32::from_bits(0x7F80_0001);
     let mut poisoned = a_host.clone();

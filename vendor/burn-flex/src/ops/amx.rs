@@ -13,7 +13,9 @@
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, requested once.
 
 use std::mem::MaybeUninit;
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use burn_std::Bytes;
 
 use super::simd_math::multiversion;
 use crate::parallel::SendPtr;
@@ -217,6 +219,62 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
     packed
 }
 
+/// Bytes of packed right operands kept for reuse (ViT-B/16's weights, both
+/// orientations, take ~340 MB).
+const PACK_CACHE_BYTES: usize = 512 << 20;
+/// Right operands smaller than this are packed afresh (cheap; not worth an entry).
+const PACK_CACHE_MIN_ELEMS: usize = 1 << 16;
+
+/// One packed right operand: the buffer it was read from, the view (first element,
+/// strides, extents) and the packed tiles.
+struct PackedRhs {
+    source: Weak<Bytes>,
+    view: (usize, isize, isize, usize, usize),
+    packed: Arc<Vec<u32>>,
+    last_use: u64,
+}
+
+/// Recently packed right operands (ept patch). A frozen weight multiplies every batch —
+/// forward as `W`, backward as `Wᵀ` — and re-packing it each call cost a tenth of a bf16
+/// ViT block. An entry holds only a `Weak` to the source buffer, and burn-flex mutates
+/// buffers only through `Arc::get_mut` (which refuses while a `Weak` exists) or
+/// `Arc::make_mut` (which then moves the data and disassociates the `Weak`): so an
+/// entry whose `Weak` still upgrades to the same allocation describes unmodified data.
+/// Entries whose buffer is gone are dropped; the least recently used go past
+/// `PACK_CACHE_BYTES`.
+static PACK_CACHE: Mutex<(Vec<PackedRhs>, u64)> = Mutex::new((Vec::new(), 0));
+
+/// The packed tiles of the right operand read through `view` from `source`: from the
+/// cache when it holds them for this very buffer, else from `pack()` (then cached).
+fn cached_rhs(source: &Arc<Bytes>, view: (usize, isize, isize, usize, usize), pack: impl FnOnce() -> Vec<u32>) -> Arc<Vec<u32>> {
+    let same_buffer = |entry: &PackedRhs| entry.view == view && entry.source.upgrade().is_some_and(|live| Arc::ptr_eq(&live, source));
+    if let Ok(mut cache) = PACK_CACHE.lock() {
+        let (entries, clock) = &mut *cache;
+        *clock += 1;
+        if let Some(entry) = entries.iter_mut().find(|entry| same_buffer(entry)) {
+            entry.last_use = *clock;
+            return Arc::clone(&entry.packed);
+        }
+    }
+    let packed = Arc::new(pack());
+    if let Ok(mut cache) = PACK_CACHE.lock() {
+        let (entries, clock) = &mut *cache;
+        entries.retain(|entry| entry.source.strong_count() > 0);
+        entries.push(PackedRhs {
+            source: Arc::downgrade(source),
+            view,
+            packed: Arc::clone(&packed),
+            last_use: *clock,
+        });
+        let bytes = |entries: &[PackedRhs]| entries.iter().map(|e| e.packed.len() * 4).sum::<usize>();
+        while bytes(entries) > PACK_CACHE_BYTES {
+            let oldest = (0..entries.len()).min_by_key(|&i| entries[i].last_use).expect("non-empty");
+            entries.swap_remove(oldest);
+        }
+    }
+    packed
+}
+
 /// The tile configuration: palette 1, all eight tiles 16 rows × 64 bytes.
 #[repr(C, align(64))]
 struct TileConfig([u8; 64]);
@@ -283,10 +341,14 @@ unsafe fn block_kernel(a0: *const u16, a1: *const u16, b0: *const u16, b1: *cons
 
 /// `out = lhs · rhs` with bf16-rounded operands and f32 accumulation, on AMX tiles.
 /// Strides are in elements; `out` is written (never read) at `i·out_rs + j·out_cs`.
+/// `rhs_source`, when the caller knows it, is the buffer `rhs` points into: the packed
+/// right operand is then cached for the next product with this view of that buffer
+/// (see `PACK_CACHE`).
 ///
 /// # Safety
 /// [`available`] must be true; the pointers must address `m × k`, `k × n` and `m × n`
-/// matrices with the given strides; `out` must not overlap the inputs.
+/// matrices with the given strides; `out` must not overlap the inputs; `rhs` must point
+/// into `rhs_source` when that is given.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn gemm_bf16(
     m: usize,
@@ -301,6 +363,7 @@ pub unsafe fn gemm_bf16(
     rhs: *const f32,
     rhs_cs: isize,
     rhs_rs: isize,
+    rhs_source: Option<&Arc<Bytes>>,
     parallel: bool,
 ) {
     if m == 0 || n == 0 {
@@ -310,7 +373,12 @@ pub unsafe fn gemm_bf16(
     let row_pairs = m.div_ceil(2 * TILE);
     let col_pairs = n.div_ceil(2 * TILE);
     let a = unsafe { pack_lhs(lhs, lhs_rs, lhs_cs, m, k, 2 * row_pairs, k_tiles, parallel) };
-    let b = unsafe { pack_rhs(rhs, rhs_rs, rhs_cs, k, n, 2 * col_pairs, k_tiles, parallel) };
+    // SAFETY: the caller's extents and strides.
+    let pack = || unsafe { pack_rhs(rhs, rhs_rs, rhs_cs, k, n, 2 * col_pairs, k_tiles, parallel) };
+    let b = match rhs_source {
+        Some(source) if k * n >= PACK_CACHE_MIN_ELEMS => cached_rhs(source, (rhs as usize, rhs_rs, rhs_cs, k, n), pack),
+        _ => Arc::new(pack()),
+    };
     // Whole blocks go straight from the tiles into a row-major `out`.
     let direct_store = out_cs == 1 && out_rs >= n as isize;
     let out = SendPtr(out);

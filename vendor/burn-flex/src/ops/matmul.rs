@@ -291,6 +291,9 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     // buffer is not zero-filled first; only raw pointers touch it before `set_len`.
     let len = m * n;
     let mut out: Vec<T> = Vec::with_capacity(len);
+    // The right operand's buffer: a product on AMX tiles caches its packed form (frozen
+    // weights are packed once, not every batch).
+    let rhs_source = rhs.data_arc();
     unsafe {
         gemm_call(
             m,
@@ -305,6 +308,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_ptr,
             rhs_col_stride,
             rhs_row_stride,
+            Some(&rhs_source),
             parallelism,
         );
         // SAFETY: gemm_call wrote all m·n elements.
@@ -344,20 +348,23 @@ unsafe fn gemm_call<T: GemmScalar>(
     rhs: *const T,
     rhs_cs: isize,
     rhs_rs: isize,
+    rhs_source: Option<&alloc::sync::Arc<Bytes>>,
     parallelism: gemm::Parallelism,
 ) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
     if T::dtype() == DType::F32 && amx_bf16_active() {
         let parallel = !matches!(parallelism, gemm::Parallelism::None);
-        // SAFETY: T is f32 (checked above); strides and extents are the caller's.
+        // SAFETY: T is f32 (checked above); strides, extents and `rhs_source` are the
+        // caller's.
         unsafe {
             super::amx::gemm_bf16(
                 m, n, k, out as *mut f32, out_cs, out_rs, lhs as *const f32, lhs_cs, lhs_rs,
-                rhs as *const f32, rhs_cs, rhs_rs, parallel,
+                rhs as *const f32, rhs_cs, rhs_rs, rhs_source, parallel,
             );
         }
         return;
     }
+    let _ = rhs_source;
     unsafe {
         gemm::gemm(
             m,
@@ -445,6 +452,7 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
                 rhs_data.as_ptr().offset(rhs_off),
                 rhs_col_stride,
                 rhs_row_stride,
+                None,
                 parallelism,
             );
         }
