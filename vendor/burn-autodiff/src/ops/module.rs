@@ -2077,6 +2077,12 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
             }
         }
 
+        let output = B::layer_norm(
+            tensor.primitive.clone(),
+            gamma.primitive.clone(),
+            beta.as_ref().map(|beta| beta.primitive.clone()),
+            epsilon,
+        );
         let state = (tensor.primitive.clone(), gamma.primitive.clone(), epsilon);
         match beta {
             Some(beta) => match LayerNormWithBias
@@ -2084,28 +2090,16 @@ impl<B: Backend, C: CheckpointStrategy> ModuleOps<Autodiff<B, C>> for Autodiff<B
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => prep.finish(
-                    state,
-                    B::layer_norm(tensor.primitive, gamma.primitive, Some(beta.primitive), epsilon),
-                ),
-                OpsKind::UnTracked(prep) => prep.finish(B::layer_norm(
-                    tensor.primitive,
-                    gamma.primitive,
-                    Some(beta.primitive),
-                    epsilon,
-                )),
+                OpsKind::Tracked(prep) => prep.finish(state, output),
+                OpsKind::UnTracked(prep) => prep.finish(output),
             },
             None => match LayerNormNoBias
                 .prepare::<C>([tensor.node(), gamma.node()])
                 .compute_bound()
                 .stateful()
             {
-                OpsKind::Tracked(prep) => {
-                    prep.finish(state, B::layer_norm(tensor.primitive, gamma.primitive, None, epsilon))
-                }
-                OpsKind::UnTracked(prep) => {
-                    prep.finish(B::layer_norm(tensor.primitive, gamma.primitive, None, epsilon))
-                }
+                OpsKind::Tracked(prep) => prep.finish(state, output),
+                OpsKind::UnTracked(prep) => prep.finish(output),
             },
         }
     }

@@ -81,10 +81,17 @@ fn for_each_index(count: usize, parallel: bool, f: impl Fn(usize) + Sync + Send)
     (0..count).for_each(f);
 }
 
-/// A buffer of `tiles` packed tiles (as bf16 pairs: u32 keeps it 4-byte aligned),
-/// every element of which the caller writes.
-fn packed_buffer(tiles: usize) -> Vec<u32> {
-    Vec::with_capacity(tiles * TILE_WORDS)
+/// `tiles` packed tiles (as bf16 pairs: u32 keeps them 4-byte aligned), written by
+/// `fill` through the pointer it is given.
+///
+/// # Safety
+/// `fill` must write every word of every tile (see [`tile_mut`]).
+unsafe fn packed_tiles(tiles: usize, fill: impl FnOnce(SendPtr<u32>)) -> Vec<u32> {
+    let mut packed = Vec::with_capacity(tiles * TILE_WORDS);
+    fill(SendPtr(packed.as_mut_ptr()));
+    // SAFETY: `fill` wrote all of it (the caller's contract).
+    unsafe { packed.set_len(tiles * TILE_WORDS) };
+    packed
 }
 
 /// Two bf16 bit patterns in one word, `low` in the low half (AMX's pair order).
@@ -166,11 +173,9 @@ unsafe fn tile_mut<'a>(packed: SendPtr<u32>, index: usize) -> &'a mut [MaybeUnin
 /// at `((i/16)·k_tiles + p/32)·512`, row-major 16 × 32 inside; zero padded; every
 /// element written exactly once.
 unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, row_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u32> {
-    let mut packed = packed_buffer(row_tiles * k_tiles);
-    let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(lhs as *mut f32);
-    for_each_index(row_tiles, parallel, |tile_row| {
-        let (out, src) = (out, src);
+    let pack = |out: SendPtr<u32>, tile_row: usize| {
+        let src = src;
         let rows = TILE.min(m.saturating_sub(tile_row * TILE));
         for t in 0..k_tiles {
             let p0 = t * TILE_K;
@@ -182,21 +187,18 @@ unsafe fn pack_lhs(lhs: *const f32, rs: isize, cs: isize, m: usize, k: usize, ro
                 pack_lhs_tile(corner, rs, cs, rows, width, tile_mut(out, tile_row * k_tiles + t));
             }
         }
-    });
-    // SAFETY: the loop above wrote every tile in full.
-    unsafe { packed.set_len(row_tiles * k_tiles * TILE_WORDS) };
-    packed
+    };
+    // SAFETY: every tile row, hence every tile, is packed in full.
+    unsafe { packed_tiles(row_tiles * k_tiles, |out| for_each_index(row_tiles, parallel, |tile_row| pack(out, tile_row))) }
 }
 
 /// `rhs` (k × n, element (p, j) at `p·rs + j·cs`) as bf16 B tiles in AMX's pair
 /// ("VNNI") layout: tile (j/16, p/32) at `((j/16)·k_tiles + p/32)·512`; inside, row
 /// `(p mod 32)/2` holds 16 columns × the pair (p even, p odd); zero padded.
 unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, col_tiles: usize, k_tiles: usize, parallel: bool) -> Vec<u32> {
-    let mut packed = packed_buffer(col_tiles * k_tiles);
-    let out = SendPtr(packed.as_mut_ptr());
     let src = SendPtr(rhs as *mut f32);
-    let pack = |tile_col: usize, t: usize| {
-        let (out, src) = (out, src);
+    let pack = |out: SendPtr<u32>, tile_col: usize, t: usize| {
+        let src = src;
         let cols = TILE.min(n.saturating_sub(tile_col * TILE));
         let p0 = t * TILE_K;
         let width = TILE_K.min(k.saturating_sub(p0));
@@ -206,17 +208,19 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
             pack_rhs_tile(corner, rs, cs, width, cols, tile_mut(out, tile_col * k_tiles + t));
         }
     };
-    if cs == 1 {
-        // Row-major: one task per band of 32 rows, read front to back (rows are far
-        // apart, so walking down a 16-column strip would miss the TLB and the
-        // prefetcher on every row).
-        for_each_index(k_tiles, parallel, |t| (0..col_tiles).for_each(|tile_col| pack(tile_col, t)));
-    } else {
-        for_each_index(col_tiles, parallel, |tile_col| (0..k_tiles).for_each(|t| pack(tile_col, t)));
+    // SAFETY: every (tile_col, t) tile is packed in full below.
+    unsafe {
+        packed_tiles(col_tiles * k_tiles, |out| {
+            if cs == 1 {
+                // Row-major: one task per band of 32 rows, read front to back (rows are
+                // far apart, so walking down a 16-column strip would miss the TLB and
+                // the prefetcher on every row).
+                for_each_index(k_tiles, parallel, |t| (0..col_tiles).for_each(|tile_col| pack(out, tile_col, t)));
+            } else {
+                for_each_index(col_tiles, parallel, |tile_col| (0..k_tiles).for_each(|t| pack(out, tile_col, t)));
+            }
+        })
     }
-    // SAFETY: the loop above wrote every tile in full.
-    unsafe { packed.set_len(col_tiles * k_tiles * TILE_WORDS) };
-    packed
 }
 
 /// Bytes of packed right operands kept for reuse (ViT-B/16's weights, both

@@ -293,7 +293,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let mut out: Vec<T> = Vec::with_capacity(len);
     // The right operand's buffer: a product on AMX tiles caches its packed form (frozen
     // weights are packed once, not every batch).
-    let rhs_source = rhs.data_arc();
+    let rhs_source = amx.then(|| rhs.data_arc());
     unsafe {
         gemm_call(
             m,
@@ -308,7 +308,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_ptr,
             rhs_col_stride,
             rhs_row_stride,
-            Some(&rhs_source),
+            rhs_source.as_ref(),
             parallelism,
         );
         // SAFETY: gemm_call wrote all m·n elements.

@@ -80,26 +80,12 @@ macro_rules! multiversion {
             unsafe { body($($arg),*) }
         }
     };
+    // A safe function: the unsafe form with nothing for the caller to uphold.
     ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
         pub fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $body
-            #[cfg(all(feature = "std", target_arch = "x86_64"))]
-            {
-                #[target_feature(enable = "avx512f")]
-                unsafe fn avx512($($arg: $ty),*) { body($($arg),*) }
-                #[target_feature(enable = "avx2")]
-                unsafe fn avx2($($arg: $ty),*) { body($($arg),*) }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports the enabled features (checked above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: as above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
+            multiversion!(unsafe dispatch($($arg: $ty),*) $body);
+            // SAFETY: `body` is safe code; only the feature dispatch is unsafe.
+            unsafe { dispatch($($arg),*) }
         }
     };
 }
