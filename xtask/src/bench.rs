@@ -72,7 +72,8 @@ pub struct BenchArgs {
     #[arg(long)]
     compare: bool,
     /// Matmul compute precision of ept's side: f32, bf16 or f16 (f32 master tensors;
-    /// see ept_backend::precision). The peer always runs f32, the targets' yardstick.
+    /// see ept_backend::precision). On a CPU the peer runs f32, the targets' yardstick;
+    /// on a GPU it runs the same precision (autocast), as the GPU target asks.
     #[arg(long, default_value = "f32")]
     precision: ept_backend::Precision,
 }
@@ -183,9 +184,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         loader_bench(args, threads)?;
     }
     let reps = args.reps.unwrap_or(if args.quick { 2 } else { 5 });
-    let mut ours = Vec::new();
     for spec in args.devices.split(',') {
         let spec: DeviceSpec = spec.parse()?;
+        spec.check_available()?;
         ept_backend::set_precision(args.precision, spec.backend)?;
         let run = Run {
             args,
@@ -217,21 +218,23 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if groups.contains(&"punet") {
             crate::bench_punet::punet_benches(&spec, run.reps, threads, args.json).with_context(context)?;
         }
-        ours.extend(run.lines.into_inner());
-    }
-    if args.peer || args.compare {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let peer_run = crate::peer::PeerRun {
-            groups: &groups,
-            model: &args.model,
-            batch: args.batch,
-            reps,
-            threads,
-            quick: args.quick,
-        };
-        let theirs = crate::peer::run(&root, &peer_run)?;
-        if args.compare {
-            eprintln!("\n{}", crate::peer::compare_table(&ours, &theirs));
+        let ours = run.lines.into_inner();
+        if args.peer || args.compare {
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let peer_run = crate::peer::PeerRun {
+                groups: &groups,
+                model: &args.model,
+                batch: args.batch,
+                reps,
+                threads,
+                quick: args.quick,
+                spec,
+                precision: args.precision,
+            };
+            let theirs = crate::peer::run(&root, &peer_run)?;
+            if args.compare {
+                eprintln!("\n{spec}:\n{}", crate::peer::compare_table(&ours, &theirs));
+            }
         }
     }
     Ok(())
@@ -360,6 +363,8 @@ fn method_benches(run: &Run) -> anyhow::Result<()> {
         let features = backbone.forward_features_with(images.clone(), &TokenGradients);
         let grads = ept_backbones::Vit::pre_logits(features).sum().backward();
         drop(grads);
+        // Nothing is read back here: wait for a GPU's queue before the clock stops.
+        let _ = device.sync();
     });
     run.report("train_step", Some("none_fwd_bwd"), seconds);
     drop(backbone);

@@ -1,7 +1,8 @@
 //! The PyTorch side of `cargo xtask bench --peer / --compare`: installs the pinned peer
 //! (`bench/peer/requirements.txt`: torch, timm) into `.venv-peer/` the first time it is
-//! asked — never in CI, never otherwise — runs `bench/peer/peer_bench.py` with the same
-//! groups, model, batch, repetitions and threads, and puts its JSON lines beside ours:
+//! asked — never in CI, never otherwise; `$EPT_PEER_PYTHON` names an existing one instead —
+//! runs `bench/peer/peer_bench.py` with the same groups, model, batch, repetitions,
+//! threads and device (on a GPU also the same precision), and puts its JSON lines beside ours:
 //! one table row per workload with both medians, the ratio ours / PyTorch and both peak
 //! RSS figures.
 
@@ -9,10 +10,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, bail};
+use ept_backend::{BackendKind, DeviceSpec, Precision};
 use serde_json::Value;
 
-/// The peer's Python, installing the pinned environment when it is missing.
+/// The peer's Python: `$EPT_PEER_PYTHON` when set (a Python that already has torch and
+/// timm, e.g. on a GPU machine with no network), else `.venv-peer/`, installing the
+/// pinned environment there when it is missing.
 pub fn python(root: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(python) = std::env::var_os("EPT_PEER_PYTHON") {
+        return Ok(PathBuf::from(python));
+    }
     let venv = root.join(".venv-peer");
     let python = venv.join("bin/python");
     if python.exists() {
@@ -47,6 +54,28 @@ pub struct PeerRun<'a> {
     pub reps: usize,
     pub threads: usize,
     pub quick: bool,
+    /// Our device: the peer runs on the CPU for flex/ndarray, on the same GPU for cuda:N.
+    pub spec: DeviceSpec,
+    /// Our precision: the peer matches it on a GPU and stays f32 on a CPU (see `BenchArgs`).
+    pub precision: Precision,
+}
+
+impl PeerRun<'_> {
+    /// The peer's `--device` and `--precision` arguments.
+    fn device_args(&self) -> [String; 4] {
+        let (device, precision) = match self.spec.backend {
+            BackendKind::Cuda => (
+                format!("cuda:{}", self.spec.index),
+                match self.precision {
+                    Precision::F32 => "fp32",
+                    Precision::Bf16 => "bf16",
+                    Precision::F16 => "fp16",
+                },
+            ),
+            _ => ("cpu".to_string(), "fp32"),
+        };
+        ["--device".into(), device, "--precision".into(), precision.into()]
+    }
 }
 
 /// Run the peer; returns its JSON lines (also echoed to stdout).
@@ -72,6 +101,7 @@ pub fn run(root: &Path, peer: &PeerRun) -> anyhow::Result<Vec<Value>> {
             "--threads",
             &peer.threads.to_string(),
         ])
+        .args(peer.device_args())
         .stderr(Stdio::inherit());
     if peer.quick {
         command.arg("--quick");

@@ -1,7 +1,9 @@
 //! Device selection: `cpu | flex | ndarray | cuda[:N]` parsed into a [`DeviceSpec`],
 //! checked against the backends compiled into this binary, and turned into a burn
 //! [`Device`]. An unknown name or a backend left out at build time is a typed error
-//! that says which cargo feature would enable it.
+//! that says which cargo feature would enable it. [`DeviceSpec::check_available`] asks,
+//! before burn touches it, whether a GPU device can run here (driver, NVRTC, index):
+//! burn's CUDA runtime panics on a background thread where it cannot.
 
 use std::fmt;
 use std::str::FromStr;
@@ -77,6 +79,8 @@ pub enum DeviceError {
         feature: &'static str,
         compiled: String,
     },
+    #[error("device '{device}' cannot run here: {reason}")]
+    Unavailable { device: String, reason: String },
 }
 
 impl Default for DeviceSpec {
@@ -167,6 +171,65 @@ impl DeviceSpec {
     pub fn autodiff_device(&self) -> Device {
         self.device().autodiff()
     }
+
+    /// Whether this device can run here: a CPU backend always can; a GPU needs its driver,
+    /// the run-time kernel compiler (NVRTC) and a GPU of this index. Call it before the
+    /// first tensor: burn's CUDA runtime panics on a background thread when any is missing.
+    pub fn check_available(&self) -> Result<(), DeviceError> {
+        match self.backend {
+            #[cfg(feature = "cuda")]
+            BackendKind::Cuda => cuda_probe::check(self.index).map_err(|reason| DeviceError::Unavailable {
+                device: self.to_string(),
+                reason,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first device of every compiled-in backend that can run here (a GPU backend on
+    /// a machine without a GPU is left out), in [`BackendKind::ALL`] order: what parity
+    /// tests run on.
+    pub fn usable_devices() -> Vec<DeviceSpec> {
+        BackendKind::compiled_in()
+            .into_iter()
+            .map(|backend| DeviceSpec { backend, index: 0 })
+            .filter(|spec| spec.check_available().is_ok())
+            .collect()
+    }
+}
+
+/// Asks the CUDA driver, through the bindings burn's cuda backend itself uses, whether a
+/// GPU can run: each library is opened by name, and nothing is left initialised that
+/// burn would not initialise the same way.
+#[cfg(feature = "cuda")]
+mod cuda_probe {
+    use cudarc::{driver, nvrtc};
+
+    pub fn check(index: usize) -> Result<(), String> {
+        // SAFETY: only tries to open the driver library by its usual names.
+        if !unsafe { driver::sys::is_culib_present() } {
+            return Err(
+                "no NVIDIA driver: libcuda.so could not be loaded (install the driver, \
+                        or add its folder to LD_LIBRARY_PATH)"
+                    .into(),
+            );
+        }
+        // SAFETY: as above, for NVRTC (which compiles the kernels at run time).
+        if !unsafe { nvrtc::sys::is_culib_present() } {
+            return Err(
+                "CUDA's run-time compiler NVRTC (libnvrtc.so) could not be loaded \
+                        (install the CUDA toolkit, or add its lib folder to LD_LIBRARY_PATH)"
+                    .into(),
+            );
+        }
+        driver::result::init().map_err(|e| format!("the CUDA driver failed to start: {e}"))?;
+        let count = driver::result::device::get_count()
+            .map_err(|e| format!("the CUDA driver could not count GPUs: {e}"))?;
+        match usize::try_from(count) {
+            Ok(count) if index < count => Ok(()),
+            _ => Err(format!("there is no GPU {index}: the driver sees {count}")),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -210,5 +273,32 @@ mod tests {
         let spec: DeviceSpec = "cuda:1".parse().unwrap();
         assert_eq!(spec.index, 1);
         assert_eq!(spec.to_string(), "cuda:1");
+    }
+
+    #[cfg(feature = "cuda")]
+    #[test]
+    fn a_gpu_that_is_not_there_is_a_clear_error() {
+        // No machine has GPU 9999: without a driver the probe stops earlier, with one at
+        // the index; either way it is an error naming the device, not a panic.
+        let spec: DeviceSpec = "cuda:9999".parse().unwrap();
+        let err = spec.check_available().unwrap_err();
+        assert!(matches!(err, DeviceError::Unavailable { .. }), "{err:?}");
+        assert!(
+            err.to_string().starts_with("device 'cuda:9999' cannot run here:"),
+            "{err}"
+        );
+        assert!(!DeviceSpec::usable_devices().contains(&spec));
+    }
+
+    #[test]
+    fn cpu_backends_are_always_usable() {
+        for backend in [BackendKind::Flex, BackendKind::NdArray] {
+            let spec = DeviceSpec { backend, index: 0 };
+            assert!(spec.check_available().is_ok());
+            assert_eq!(
+                DeviceSpec::usable_devices().contains(&spec),
+                backend.is_compiled_in()
+            );
+        }
     }
 }

@@ -71,6 +71,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .split(',')
         .map(str::parse)
         .collect::<Result<Vec<DeviceSpec>, _>>()?;
+    for device in &devices {
+        device.check_available()?;
+    }
     let device = &devices[0];
     if let Some(threads) = cli.threads {
         ept_backend::set_cpu_threads(threads).map_err(anyhow::Error::msg)?;
