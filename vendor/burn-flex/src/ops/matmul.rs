@@ -424,13 +424,22 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     out_dims.push(n);
     let out_shape = Shape::from(out_dims);
 
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
+    if k == 0 || out_matrix_size == 0 || batch_size == 0 {
+        return FlexTensor::zeros(out_shape, T::dtype());
+    }
+    // ept patch: gemm_call overwrites every element of each output matrix
+    // (`read_dst = false`), so the buffer is not zero-filled first (that fill was 7-13 %
+    // of ViT attention's batched products); only raw pointers touch it before `set_len`.
+    let len = checked_size(batch_size, out_matrix_size);
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    // An address rather than a pointer, so the batch-parallel closure is Send + Sync.
+    let out_addr = out.as_mut_ptr() as usize;
+    let out_matrix = |b: usize| unsafe { (out_addr as *mut T).add(b * out_matrix_size) };
 
     let lhs_data: &[T] = lhs.storage();
     let rhs_data: &[T] = rhs.storage();
     let lhs_start = lhs.layout().start_offset() as isize;
     let rhs_start = rhs.layout().start_offset() as isize;
-    let out_data: &mut [T] = output.storage_mut();
 
     let per_matrix_ops = m.saturating_mul(n).saturating_mul(k);
 
@@ -470,24 +479,17 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
             let parallelism = gemm::Parallelism::Rayon(0);
             for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+                run_one(out_matrix(b), b, parallelism);
             }
         } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
             use rayon::prelude::*;
 
-            out_data
-                .par_chunks_mut(out_matrix_size)
-                .enumerate()
-                .for_each(|(b, out_chunk)| {
-                    run_one(out_chunk.as_mut_ptr(), b, gemm::Parallelism::None);
-                });
+            (0..batch_size).into_par_iter().for_each(|b| {
+                run_one(out_matrix(b), b, gemm::Parallelism::None);
+            });
         } else {
             for b in 0..batch_size {
-                run_one(
-                    out_data[b * out_matrix_size..].as_mut_ptr(),
-                    b,
-                    gemm::Parallelism::None,
-                );
+                run_one(out_matrix(b), b, gemm::Parallelism::None);
             }
         }
     }
@@ -496,15 +498,13 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
     {
         let _ = per_matrix_ops;
         for b in 0..batch_size {
-            run_one(
-                out_data[b * out_matrix_size..].as_mut_ptr(),
-                b,
-                gemm::Parallelism::None,
-            );
+            run_one(out_matrix(b), b, gemm::Parallelism::None);
         }
     }
 
-    output
+    // SAFETY: every batch's gemm_call wrote its whole m·n matrix, so all `len` elements.
+    unsafe { out.set_len(len) };
+    FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(out_shape), T::dtype())
 }
 
 // ============================================================================
