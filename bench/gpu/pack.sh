@@ -4,11 +4,13 @@
 # .gpu-bin/bins.tar.xz for bench/gpu/on-device.sh. Names: xtask (the benchmark runner),
 # ept-cli, or an integration test of ept-backbones / ept-tuning (vit_golden, method_golden,
 # training_step, punet, punet_variants), whose golden checks cover every compiled-in
-# backend. Stripped, each is 65-80 MB: the device tool carries 64 MiB per call with the
-# working tree, so pack two or three at a time.
-# Usage (repository root): bench/gpu/pack.sh [NAME...]   (default: xtask vit_golden method_golden)
+# backend. Stripped, each is 65-80 MB, ~10 MB in xz: the device tool carries 64 MiB per
+# call with the working tree (~15 MB), so four fit (the default, 41 MB: what
+# on-device.sh runs).
+# Usage (repository root): bench/gpu/pack.sh [NAME...]
+#   (default: xtask vit_golden method_golden ept-cli)
 set -euo pipefail
-names=${*:-xtask vit_golden method_golden}
+names=${*:-xtask vit_golden method_golden ept-cli}
 export CUDARC_CUDA_VERSION=${CUDARC_CUDA_VERSION:-13000}   # the device's CUDA (driver 580)
 cargo build --release -p xtask -p ept-cli --features xtask/cuda,ept-cli/cuda
 features=ept-backbones/cuda,ept-tuning/cuda,ept-backend/cuda
