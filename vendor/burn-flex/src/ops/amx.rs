@@ -13,10 +13,11 @@
 //! `arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, requested once.
 
 use std::mem::MaybeUninit;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use burn_std::Bytes;
 
+use super::operand_cache::OperandCache;
 use super::simd_math::multiversion;
 use crate::parallel::SendPtr;
 
@@ -223,61 +224,11 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
     }
 }
 
-/// Bytes of packed right operands kept for reuse (ViT-B/16's weights, both
-/// orientations, take ~340 MB).
-const PACK_CACHE_BYTES: usize = 512 << 20;
+/// Packed right operands kept for reuse (ept patch; see `operand_cache`): ViT-B/16's
+/// weights, both orientations, take ~340 MB of the 512 MB budget.
+static PACK_CACHE: OperandCache<Arc<Vec<u32>>> = OperandCache::new(512 << 20);
 /// Right operands smaller than this are packed afresh (cheap; not worth an entry).
 const PACK_CACHE_MIN_ELEMS: usize = 1 << 16;
-
-/// One packed right operand: the buffer it was read from, the view (first element,
-/// strides, extents) and the packed tiles.
-struct PackedRhs {
-    source: Weak<Bytes>,
-    view: (usize, isize, isize, usize, usize),
-    packed: Arc<Vec<u32>>,
-    last_use: u64,
-}
-
-/// Recently packed right operands (ept patch). A frozen weight multiplies every batch —
-/// forward as `W`, backward as `Wᵀ` — and re-packing it each call cost a tenth of a bf16
-/// ViT block. An entry holds only a `Weak` to the source buffer, and burn-flex mutates
-/// buffers only through `Arc::get_mut` (which refuses while a `Weak` exists) or
-/// `Arc::make_mut` (which then moves the data and disassociates the `Weak`): so an
-/// entry whose `Weak` still upgrades to the same allocation describes unmodified data.
-/// Entries whose buffer is gone are dropped; the least recently used go past
-/// `PACK_CACHE_BYTES`.
-static PACK_CACHE: Mutex<(Vec<PackedRhs>, u64)> = Mutex::new((Vec::new(), 0));
-
-/// The packed tiles of the right operand read through `view` from `source`: from the
-/// cache when it holds them for this very buffer, else from `pack()` (then cached).
-fn cached_rhs(source: &Arc<Bytes>, view: (usize, isize, isize, usize, usize), pack: impl FnOnce() -> Vec<u32>) -> Arc<Vec<u32>> {
-    let same_buffer = |entry: &PackedRhs| entry.view == view && entry.source.upgrade().is_some_and(|live| Arc::ptr_eq(&live, source));
-    if let Ok(mut cache) = PACK_CACHE.lock() {
-        let (entries, clock) = &mut *cache;
-        *clock += 1;
-        if let Some(entry) = entries.iter_mut().find(|entry| same_buffer(entry)) {
-            entry.last_use = *clock;
-            return Arc::clone(&entry.packed);
-        }
-    }
-    let packed = Arc::new(pack());
-    if let Ok(mut cache) = PACK_CACHE.lock() {
-        let (entries, clock) = &mut *cache;
-        entries.retain(|entry| entry.source.strong_count() > 0);
-        entries.push(PackedRhs {
-            source: Arc::downgrade(source),
-            view,
-            packed: Arc::clone(&packed),
-            last_use: *clock,
-        });
-        let bytes = |entries: &[PackedRhs]| entries.iter().map(|e| e.packed.len() * 4).sum::<usize>();
-        while bytes(entries) > PACK_CACHE_BYTES {
-            let oldest = (0..entries.len()).min_by_key(|&i| entries[i].last_use).expect("non-empty");
-            entries.swap_remove(oldest);
-        }
-    }
-    packed
-}
 
 /// The tile configuration: palette 1, all eight tiles 16 rows × 64 bytes.
 #[repr(C, align(64))]
@@ -380,7 +331,13 @@ pub unsafe fn gemm_bf16(
     // SAFETY: the caller's extents and strides.
     let pack = || unsafe { pack_rhs(rhs, rhs_rs, rhs_cs, k, n, 2 * col_pairs, k_tiles, parallel) };
     let b = match rhs_source {
-        Some(source) if k * n >= PACK_CACHE_MIN_ELEMS => cached_rhs(source, (rhs as usize, rhs_rs, rhs_cs, k, n), pack),
+        Some(source) if k * n >= PACK_CACHE_MIN_ELEMS => {
+            PACK_CACHE.get_or_derive(source, (rhs as usize, rhs_rs, rhs_cs, k, n), || {
+                let packed = pack();
+                let bytes = packed.len() * 4;
+                (Arc::new(packed), bytes)
+            })
+        }
         _ => Arc::new(pack()),
     };
     // Whole blocks go straight from the tiles into a row-major `out`.

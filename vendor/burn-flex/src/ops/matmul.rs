@@ -255,6 +255,39 @@ fn matmul_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
 /// ViT-B/16's backward `dY·Wᵀ` (1576 × 3072 · 3072 × 768): 32 → 26 ms with a 1 ms copy.
 const TRANSPOSED_RHS_COPY_MIN_ROWS: usize = 256;
 
+/// Row-major copies of transposed right operands kept for reuse (ept patch; see
+/// `operand_cache`): a frozen weight's `Wᵀ` in the backward pass is copied once, not
+/// every batch. ViT-B/16's transposed f32 weights take ~340 MB.
+#[cfg(feature = "std")]
+static ROW_MAJOR_RHS: super::operand_cache::OperandCache<FlexTensor> =
+    super::operand_cache::OperandCache::new(512 << 20);
+
+/// Right operands smaller than this are copied afresh (cheap; not worth an entry).
+#[cfg(feature = "std")]
+const ROW_MAJOR_CACHE_MIN_ELEMS: usize = 1 << 16;
+
+/// `rhs` (a column-major view) as a row-major tensor: from `ROW_MAJOR_RHS` when this
+/// view of this buffer was copied before.
+fn row_major_copy(rhs: FlexTensor) -> FlexTensor {
+    #[cfg(feature = "std")]
+    {
+        let layout = rhs.layout();
+        let shape = layout.shape();
+        let (rows, cols) = (shape[0], shape[1]);
+        if rows * cols >= ROW_MAJOR_CACHE_MIN_ELEMS {
+            let (row_stride, col_stride) = get_2d_strides(layout);
+            let view = (layout.start_offset(), row_stride, col_stride, rows, cols);
+            let source = rhs.data_arc();
+            return ROW_MAJOR_RHS.get_or_derive(&source, view, || {
+                let copy = rhs.into_contiguous();
+                let bytes = copy.bytes().len();
+                (copy, bytes)
+            });
+        }
+    }
+    rhs.into_contiguous()
+}
+
 /// 2D matmul with strided support: [M, K] x [K, N] -> [M, N]
 fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
     let lhs_shape = lhs.layout().shape();
@@ -270,7 +303,7 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     // once whatever the layout, so it takes the strided operand as it is.
     let amx = T::dtype() == DType::F32 && amx_bf16_active();
     let rhs = if rhs_row_stride == 1 && k > 1 && n > 1 && m >= TRANSPOSED_RHS_COPY_MIN_ROWS && !amx {
-        rhs.into_contiguous()
+        row_major_copy(rhs)
     } else {
         rhs
     };

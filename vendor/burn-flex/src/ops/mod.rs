@@ -118,6 +118,9 @@ pub mod mask;
 pub mod matmul;
 // ept patch: bf16/f16 compute for f32 matmuls (`set_matmul_precision`).
 pub mod matmul_precision;
+// ept patch: derived forms of frozen matmul operands, cached (AMX tiles, transposed copies).
+#[cfg(feature = "std")]
+pub(crate) mod operand_cache;
 // ept patch: bf16 GEMM on AMX tiles for `MatmulPrecision::Bf16`.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 pub(crate) mod amx;

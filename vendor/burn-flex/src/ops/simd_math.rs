@@ -1,8 +1,23 @@
 //! Branch-free f32 math for vectorised kernels (ept patch): a polynomial evaluator, an
 //! exponential without libm, and `multiversion!`, which compiles a slice loop for
-//! AVX-512F, AVX2 and the baseline and picks one at run time. Everything uses separate
-//! multiplies and adds (Rust never contracts them to FMA), so every path gives the
-//! same bits. Users: `gelu_simd` (GELU and its derivative) and the f32 softmax.
+//! AVX-512F, AVX2 + FMA and the baseline and picks one at run time. Products that feed
+//! an addition are fused multiply-adds (`fma`): one rounding each, so every path gives
+//! the same bits — the SIMD paths with the FMA instruction, the baseline with libm's
+//! correctly rounded software `fma` (slow, and only taken on CPUs without AVX2/FMA).
+//! Users: `gelu_simd` (GELU and its derivative) and the f32 softmax.
+
+/// `a·b + c` with one rounding.
+#[inline(always)]
+pub(crate) fn fma(a: f32, b: f32, c: f32) -> f32 {
+    #[cfg(feature = "std")]
+    {
+        a.mul_add(b, c)
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        libm::fmaf(a, b, c)
+    }
+}
 
 /// `e^r ≈ E(r)` on `[−ln2/2, ln2/2]`.
 const EXP: [f32; 7] = [
@@ -18,7 +33,7 @@ const EXP: [f32; 7] = [
 pub(crate) fn horner<const N: usize>(c: &[f32; N], x: f32) -> f32 {
     let mut acc = c[N - 1];
     for k in (0..N - 1).rev() {
-        acc = acc * x + c[k];
+        acc = fma(acc, x, c[k]);
     }
     acc
 }
@@ -31,9 +46,9 @@ pub(crate) fn exp_hi_lo(hi: f32, lo: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4; // 355/512: n·LN2_HI is exact for |n| < 2^15
     const LN2_LO: f32 = -2.121_944_4e-4;
     const ROUND: f32 = 12_582_912.0; // 1.5·2^23: adding it rounds to an integer
-    let shifted = hi * LOG2E + ROUND;
+    let shifted = fma(hi, LOG2E, ROUND);
     let n = shifted - ROUND;
-    let r = (hi - n * LN2_HI) - n * LN2_LO + lo;
+    let r = fma(-n, LN2_LO, fma(-n, LN2_HI, hi)) + lo;
     // 2^n from the integer sitting in the low mantissa bits of `shifted`.
     let bits = (shifted.to_bits() as i32).wrapping_sub(0x4B40_0000).wrapping_add(127) << 23;
     horner(&EXP, r) * f32::from_bits(bits as u32)
@@ -52,8 +67,8 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     if x > MIN { e } else if x.is_nan() { x } else { 0.0 }
 }
 
-/// Compile `$body` (a slice loop over the inline functions above) for AVX-512F, AVX2
-/// and the baseline, and pick one at run time.
+/// Compile `$body` (a slice loop over the inline functions above) for AVX-512F (which
+/// includes FMA), AVX2 + FMA and the baseline, and pick one at run time.
 macro_rules! multiversion {
     // `unsafe name(..)`: the same for a function whose caller upholds a contract.
     (unsafe $name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
@@ -64,14 +79,16 @@ macro_rules! multiversion {
             {
                 #[target_feature(enable = "avx512f")]
                 unsafe fn avx512($($arg: $ty),*) { unsafe { body($($arg),*) } }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) { unsafe { body($($arg),*) } }
                 if std::arch::is_x86_feature_detected!("avx512f") {
                     // SAFETY: the CPU supports the enabled features (checked above);
                     // the caller upholds `body`'s contract.
                     return unsafe { avx512($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
                     // SAFETY: as above.
                     return unsafe { avx2($($arg),*) };
                 }

@@ -1,0 +1,87 @@
+//! Derived forms of matmul operands kept for reuse (ept patch).
+//!
+//! A frozen weight multiplies every batch: forward as `W`, backward as the transposed view
+//! `Wᵀ`. Whatever a product derives from such an operand — AMX's packed bf16 tiles, the
+//! row-major copy of a transposed f32 weight — is the same every call, and deriving it
+//! afresh each time cost several milliseconds per ViT block. An [`OperandCache`] keeps
+//! the derived form keyed by the buffer it came from and the view read from it.
+//!
+//! Soundness: an entry holds only a `Weak` to the source buffer, and burn-flex mutates
+//! buffers only through `Arc::get_mut` (which refuses while a `Weak` exists) or
+//! `Arc::make_mut` (which then moves the data and disassociates the `Weak`): so an entry
+//! whose `Weak` still upgrades to the same allocation describes unmodified data. Entries
+//! whose buffer is gone are dropped at the next insertion; past the byte budget the least
+//! recently used go.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use burn_std::Bytes;
+
+/// How an operand is read from its buffer: first element's address or offset, the two
+/// strides and the two extents.
+pub(crate) type OperandView = (usize, isize, isize, usize, usize);
+
+/// One cached derived form.
+struct Entry<P> {
+    source: Weak<Bytes>,
+    view: OperandView,
+    payload: P,
+    bytes: usize,
+    last_use: u64,
+}
+
+/// Recently derived forms of operands, at most `budget_bytes` of payload.
+pub(crate) struct OperandCache<P> {
+    state: Mutex<(Vec<Entry<P>>, u64)>,
+    budget_bytes: usize,
+}
+
+impl<P: Clone> OperandCache<P> {
+    pub(crate) const fn new(budget_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new((Vec::new(), 0)),
+            budget_bytes,
+        }
+    }
+
+    /// The form derived from `view` of `source`: the cached one when this very buffer
+    /// was seen with this view, else `derive()`'s (payload, size in bytes), then cached.
+    pub(crate) fn get_or_derive(
+        &self,
+        source: &Arc<Bytes>,
+        view: OperandView,
+        derive: impl FnOnce() -> (P, usize),
+    ) -> P {
+        let same_buffer = |entry: &Entry<P>| {
+            entry.view == view && entry.source.upgrade().is_some_and(|live| Arc::ptr_eq(&live, source))
+        };
+        if let Ok(mut state) = self.state.lock() {
+            let (entries, clock) = &mut *state;
+            *clock += 1;
+            if let Some(entry) = entries.iter_mut().find(|entry| same_buffer(entry)) {
+                entry.last_use = *clock;
+                return entry.payload.clone();
+            }
+        }
+        let (payload, bytes) = derive();
+        if let Ok(mut state) = self.state.lock() {
+            let (entries, clock) = &mut *state;
+            entries.retain(|entry| entry.source.strong_count() > 0);
+            entries.push(Entry {
+                source: Arc::downgrade(source),
+                view,
+                payload: payload.clone(),
+                bytes,
+                last_use: *clock,
+            });
+            let mut total: usize = entries.iter().map(|entry| entry.bytes).sum();
+            while total > self.budget_bytes {
+                let oldest = (0..entries.len())
+                    .min_by_key(|&i| entries[i].last_use)
+                    .expect("over budget, so non-empty");
+                total -= entries.swap_remove(oldest).bytes;
+            }
+        }
+        payload
+    }
+}
