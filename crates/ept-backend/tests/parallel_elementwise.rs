@@ -79,3 +79,34 @@ fn large_elementwise_kernels_match_the_sequential_path_bit_for_bit() {
         assert_eq!(value.to_bits(), (host[r * 512 + c] + host[c * 512 + r]).to_bits());
     }
 }
+
+/// `op` on a strided view equals `op` on a contiguous copy of it, bit for bit.
+fn same_as_contiguous_copy<const D: usize>(name: &str, view: Tensor<D>, op: impl Fn(Tensor<D>) -> Tensor<D>) {
+    let copy = Tensor::<D>::from_data(view.clone().into_data(), &view.device());
+    let strided = op(view).into_data().to_vec::<f32>().unwrap();
+    let contiguous = op(copy).into_data().to_vec::<f32>().unwrap();
+    assert_eq!(strided.len(), contiguous.len(), "{name}: length");
+    let same = strided
+        .iter()
+        .zip(&contiguous)
+        .all(|(a, b)| a.to_bits() == b.to_bits());
+    assert!(same, "{name}: differs from the contiguous copy");
+}
+
+/// The strided paths of `scalar_op` and `unary_op` (a view that is neither contiguous nor
+/// the whole buffer: runs of contiguous elements, filled in parallel).
+#[test]
+fn strided_views_match_their_contiguous_copies_bit_for_bit() {
+    let device = device();
+    // Column window: 40 runs of 2000 elements.
+    let window = random(&device, [ROWS, COLS]).narrow(1, 3, 2000);
+    same_as_contiguous_copy("window mul_scalar", window.clone(), |t| t.mul_scalar(0.125));
+    same_as_contiguous_copy("window exp", window, |t| t.exp());
+    // Attention's q: a head view of the fused qkv projection, runs of 64 elements.
+    let q = Tensor::<3>::random([8, 197, 3 * 12 * 64], Distribution::Normal(0.0, 2.0), &device)
+        .reshape([8, 197, 36, 64])
+        .swap_dims(1, 2)
+        .narrow(1, 0, 12);
+    same_as_contiguous_copy("head view mul_scalar", q.clone(), |t| t.mul_scalar(0.125));
+    same_as_contiguous_copy("head view exp", q, |t| t.exp());
+}

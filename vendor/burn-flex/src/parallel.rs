@@ -117,3 +117,31 @@ pub(crate) fn collect_indexed<T: Send + Sync>(len: usize, f: impl Fn(usize) -> T
     unsafe { out.set_len(len) };
     out
 }
+
+/// `op` of every element of a strided view as a new row-major vector: `block_starts`
+/// are the storage offsets of the view's contiguous runs of `block_len` elements, in
+/// order (`layout::StridedBlocks`); runs are filled chunk-parallel. Replaces a
+/// single-threaded element-by-element walk (e.g. attention's `q·scale` on the head view
+/// of the fused qkv projection).
+pub(crate) fn collect_blocks<E: Copy + Send + Sync, T: Send + Sync>(
+    src: &[E],
+    block_starts: &[usize],
+    block_len: usize,
+    op: impl Fn(E) -> T + Sync + Send,
+) -> alloc::vec::Vec<T> {
+    let len = block_starts.len() * block_len;
+    let mut out = alloc::vec::Vec::with_capacity(len);
+    let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr());
+    for_each_row_chunk(block_starts.len(), block_len, |first, last| {
+        // SAFETY: blocks [first, last) own output elements [first·len, last·len).
+        let dst = unsafe { ptr.slice(first * block_len, last * block_len) };
+        for (run_out, &start) in dst.chunks_exact_mut(block_len.max(1)).zip(&block_starts[first..last]) {
+            for (slot, &x) in run_out.iter_mut().zip(&src[start..start + block_len]) {
+                slot.write(op(x));
+            }
+        }
+    });
+    // SAFETY: every block, hence every element of 0..len, was written exactly once.
+    unsafe { out.set_len(len) };
+    out
+}

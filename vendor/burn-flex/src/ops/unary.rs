@@ -123,28 +123,10 @@ where
             crate::parallel::collect_indexed(run.len(), |i| op(run[i]))
         }
         // Strided: iterate over contiguous blocks
-        StridedBlocks::Multiple {
-            block_len,
-            num_blocks,
-            ..
-        } => {
-            let block_len = *block_len;
-            let num_blocks = *num_blocks;
-            let mut result = Vec::with_capacity(n);
-
-            if block_len == 1 {
-                for block_start in blocks.block_starts() {
-                    result.push(op(src[block_start]));
-                }
-            } else {
-                for block_start in blocks.block_starts() {
-                    for i in 0..block_len {
-                        result.push(op(src[block_start + i]));
-                    }
-                }
-            }
-            debug_assert_eq!(result.len(), num_blocks * block_len);
-            result
+        // Strided: contiguous blocks, filled in parallel (ept patch).
+        StridedBlocks::Multiple { block_len, .. } => {
+            let starts: Vec<usize> = blocks.block_starts().collect();
+            crate::parallel::collect_blocks(src, &starts, *block_len, op)
         }
     };
 
