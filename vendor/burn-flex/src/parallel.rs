@@ -118,17 +118,17 @@ pub(crate) fn collect_indexed<T: Send + Sync>(len: usize, f: impl Fn(usize) -> T
     out
 }
 
-/// `op` of every element of a strided view as a new row-major vector: `block_starts`
-/// are the storage offsets of the view's contiguous runs of `block_len` elements, in
-/// order (`layout::StridedBlocks`); runs are filled chunk-parallel. Replaces a
-/// single-threaded element-by-element walk (e.g. attention's `q·scale` on the head view
-/// of the fused qkv projection).
+/// `op` of every element of a strided view (its `blocks`: contiguous runs, in order) as a
+/// new row-major vector; runs are filled chunk-parallel. Replaces a single-threaded
+/// element-by-element walk (e.g. attention's `q·scale` on the head view of the fused qkv
+/// projection).
 pub(crate) fn collect_blocks<E: Copy + Send + Sync, T: Send + Sync>(
     src: &[E],
-    block_starts: &[usize],
-    block_len: usize,
+    blocks: &crate::layout::StridedBlocks<'_>,
     op: impl Fn(E) -> T + Sync + Send,
 ) -> alloc::vec::Vec<T> {
+    let block_starts: alloc::vec::Vec<usize> = blocks.block_starts().collect();
+    let block_len = blocks.block_len();
     let len = block_starts.len() * block_len;
     let mut out = alloc::vec::Vec::with_capacity(len);
     let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr());

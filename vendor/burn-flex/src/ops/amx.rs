@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock};
 
 use burn_std::Bytes;
 
-use super::operand_cache::OperandCache;
+use super::operand_cache::{MIN_CACHED_ELEMS, OperandCache};
 use super::simd_math::multiversion;
 use crate::parallel::SendPtr;
 
@@ -227,8 +227,6 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
 /// Packed right operands kept for reuse (ept patch; see `operand_cache`): ViT-B/16's
 /// weights, both orientations, take ~340 MB of the 512 MB budget.
 static PACK_CACHE: OperandCache<Arc<Vec<u32>>> = OperandCache::new(512 << 20);
-/// Right operands smaller than this are packed afresh (cheap; not worth an entry).
-const PACK_CACHE_MIN_ELEMS: usize = 1 << 16;
 
 /// The tile configuration: palette 1, all eight tiles 16 rows × 64 bytes.
 #[repr(C, align(64))]
@@ -331,7 +329,7 @@ pub unsafe fn gemm_bf16(
     // SAFETY: the caller's extents and strides.
     let pack = || unsafe { pack_rhs(rhs, rhs_rs, rhs_cs, k, n, 2 * col_pairs, k_tiles, parallel) };
     let b = match rhs_source {
-        Some(source) if k * n >= PACK_CACHE_MIN_ELEMS => {
+        Some(source) if k * n >= MIN_CACHED_ELEMS => {
             PACK_CACHE.get_or_derive(source, (rhs as usize, rhs_rs, rhs_cs, k, n), || {
                 let packed = pack();
                 let bytes = packed.len() * 4;

@@ -345,9 +345,7 @@ where
         // ept patch: contiguous runs filled in parallel (negative strides keep the
         // element walk).
         None if tensor.layout().strides().iter().all(|&s| s >= 0) => {
-            let blocks = tensor.layout().strided_blocks();
-            let starts: Vec<usize> = blocks.block_starts().collect();
-            crate::parallel::collect_blocks(storage, &starts, blocks.block_len(), |x| op(x, scalar))
+            crate::parallel::collect_blocks(storage, &tensor.layout().strided_blocks(), |x| op(x, scalar))
         }
         None => StridedIter::new(tensor.layout())
             .map(|i| op(storage[i], scalar))

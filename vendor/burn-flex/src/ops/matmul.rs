@@ -262,10 +262,6 @@ const TRANSPOSED_RHS_COPY_MIN_ROWS: usize = 256;
 static ROW_MAJOR_RHS: super::operand_cache::OperandCache<FlexTensor> =
     super::operand_cache::OperandCache::new(512 << 20);
 
-/// Right operands smaller than this are copied afresh (cheap; not worth an entry).
-#[cfg(feature = "std")]
-const ROW_MAJOR_CACHE_MIN_ELEMS: usize = 1 << 16;
-
 /// `rhs` (a column-major view) as a row-major tensor: from `ROW_MAJOR_RHS` when this
 /// view of this buffer was copied before.
 fn row_major_copy(rhs: FlexTensor) -> FlexTensor {
@@ -274,7 +270,7 @@ fn row_major_copy(rhs: FlexTensor) -> FlexTensor {
         let layout = rhs.layout();
         let shape = layout.shape();
         let (rows, cols) = (shape[0], shape[1]);
-        if rows * cols >= ROW_MAJOR_CACHE_MIN_ELEMS {
+        if rows * cols >= super::operand_cache::MIN_CACHED_ELEMS {
             let (row_stride, col_stride) = get_2d_strides(layout);
             let view = (layout.start_offset(), row_stride, col_stride, rows, cols);
             let source = rhs.data_arc();

@@ -17,6 +17,9 @@ use std::sync::{Arc, Mutex, Weak};
 
 use burn_std::Bytes;
 
+/// Operands with fewer elements are derived afresh each call (cheap; not worth an entry).
+pub(crate) const MIN_CACHED_ELEMS: usize = 1 << 16;
+
 /// How an operand is read from its buffer: first element's address or offset, the two
 /// strides and the two extents.
 pub(crate) type OperandView = (usize, isize, isize, usize, usize);

@@ -122,12 +122,8 @@ where
             let run = &src[*start..*start + *len];
             crate::parallel::collect_indexed(run.len(), |i| op(run[i]))
         }
-        // Strided: iterate over contiguous blocks
         // Strided: contiguous blocks, filled in parallel (ept patch).
-        StridedBlocks::Multiple { block_len, .. } => {
-            let starts: Vec<usize> = blocks.block_starts().collect();
-            crate::parallel::collect_blocks(src, &starts, *block_len, op)
-        }
+        StridedBlocks::Multiple { .. } => crate::parallel::collect_blocks(src, &blocks, op),
     };
 
     let bytes = Bytes::from_elems(result);
