@@ -360,8 +360,8 @@ fn method_benches(run: &Run) -> anyhow::Result<()> {
     let backbone = run.config.init(&device)?.no_grad();
     let images = run.images(&device);
     let seconds = median_seconds(run.reps, || {
-        let features = backbone.forward_features_with(images.clone(), &TokenGradients);
-        let grads = ept_backbones::Vit::pre_logits(features).sum().backward();
+        let features = backbone.forward_cls_with(images.clone(), &TokenGradients);
+        let grads = features.sum().backward();
         drop(grads);
         // Nothing is read back here: wait for a GPU's queue before the clock stops.
         let _ = device.sync();

@@ -75,6 +75,10 @@ fn timm_safetensors_matches_timm_outputs_on_every_backend() {
         let dl = max_abs_diff(&logits, &io["logits"]);
         assert!(df < 1e-4, "{spec}: features differ by {df}");
         assert!(dl < 1e-4, "{spec}: logits differ by {dl}");
+        // `forward` computes the last block's CLS row alone; same logits as timm.
+        let images = Tensor::<4>::from_data(io["input"].clone(), &spec.device());
+        let dl = max_abs_diff(&model.forward(images).into_data(), &io["logits"]);
+        assert!(dl < 1e-4, "{spec}: CLS-only forward's logits differ by {dl}");
     }
 }
 

@@ -118,13 +118,14 @@ impl EptPrompt {
         self.prompt.dims()[1]
     }
 
-    /// Attention weights of block `block` from its scaled logits `s` `[B, H, N, N]`.
+    /// Attention weights of block `block` from its scaled logits `s` `[B, H, Nq, N]`,
+    /// whose query rows are the first `Nq` tokens (all of them, or the CLS row alone).
     pub fn attention_weights(&self, block: usize, s: Tensor<4>) -> Tensor<4> {
         let Some(row) = self.layout.rows.get(block).copied().flatten() else {
             return softmax(s, 3);
         };
         let [b, h, n, _] = s.dims();
-        let p = self.prompt.val().narrow(0, row, 1); // [1, N, C]
+        let p = self.prompt.val().narrow(0, row, 1).narrow(1, 0, n); // [1, Nq, C]
         let columns = p.dims()[2];
         let p = p.unsqueeze_dim::<4>(0); // [1, 1, N, C]
         match (self.layout.way, self.layout.form) {

@@ -161,7 +161,7 @@ impl TunedVit {
 
     /// The CLS feature after the final norm, `[B, D]`.
     pub fn pre_logits(&self, images: Tensor<4>) -> Tensor<2> {
-        Vit::pre_logits(self.forward_features(images))
+        self.backbone.forward_cls_with(images, self)
     }
 
     /// Images → class logits.

@@ -120,6 +120,69 @@ fn one_step_changes_only_method_parameters_and_head() {
     }
 }
 
+/// One plain SGD step (lr 1, so parameters move by exactly their gradient) from the
+/// logits that `logits_of` computes.
+fn plain_step(
+    model: TunedVit,
+    images: &Tensor<4>,
+    labels: &Tensor<1, Int>,
+    logits_of: impl Fn(&TunedVit, Tensor<4>) -> Tensor<2>,
+) -> BTreeMap<String, TensorData> {
+    let logits = logits_of(&model, images.clone());
+    let loss = cross_entropy_with_logits(logits, labels.clone().one_hot(5).float());
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    snapshot(&SgdConfig::new().init().step(1.0, model, grads))
+}
+
+#[test]
+fn cls_only_last_block_trains_exactly_like_the_full_forward() {
+    // `TunedVit::forward` runs the last block on the CLS row alone; every method's
+    // gradients (backbone ones included: Full, Partial, BitFit) must equal those of the
+    // forward that computes every token and then takes the CLS row.
+    let device = DeviceSpec::default().autodiff_device();
+    let io = read(&fixtures().join("vit_tiny/io.safetensors"));
+    let images = Tensor::<4>::from_data(io["input"].clone(), &device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 3], [2]), &device);
+    for method in tiny_methods() {
+        let method = match method {
+            // Dropout draws differ between the two forwards; switch it off.
+            MethodConfig::Lora { rank, alpha, .. } => MethodConfig::Lora {
+                rank,
+                alpha,
+                dropout: 0.0,
+            },
+            MethodConfig::Adapter { reduction, scale, .. } => MethodConfig::Adapter {
+                reduction,
+                scale,
+                dropout: 0.0,
+            },
+            other => other,
+        };
+        let model = tuned(&method, &device); // one random init for both forwards
+        let cls_only = plain_step(model.clone(), &images, &labels, |m, x| m.forward(x));
+        let full = plain_step(model, &images, &labels, |m, x| {
+            m.head
+                .forward(ept_backbones::Vit::pre_logits(m.forward_features(x)))
+        });
+        for (name, want) in &full {
+            let (a, b) = (
+                cls_only[name].try_to_vec::<f32>().unwrap(),
+                want.try_to_vec::<f32>().unwrap(),
+            );
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs() / y.abs().max(1.0))
+                .fold(0.0, f32::max);
+            assert!(
+                worst < 1e-5,
+                "{}: {name} differs by {worst} after one step",
+                method.name()
+            );
+        }
+    }
+}
+
 #[test]
 fn vit_b16_trainable_parameters_per_method() {
     let device = DeviceSpec::default().device();

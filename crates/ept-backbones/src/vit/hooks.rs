@@ -32,13 +32,16 @@ pub trait VitHooks {
     }
 
     /// Turn block `block`'s scaled attention logits `[B, H, Nq, Nk]` into attention
-    /// weights of the same shape (plain attention: softmax over keys).
+    /// weights of the same shape (plain attention: softmax over keys). The query rows are
+    /// the block's first `Nq` tokens: `Nq = Nk`, except in a last block that computes the
+    /// CLS row alone (`Nq = 1`, [`crate::vit::Block::forward_cls_with`]).
     fn attention_weights(&self, _block: usize, logits: Tensor<4>) -> Tensor<4> {
         softmax(logits, 3)
     }
 
     /// A term added beside block `block`'s MLP, computed from the residual stream `x`
-    /// that enters `norm2`: the block output becomes `x + mlp(norm2(x)) + term`.
+    /// that enters `norm2`: the block output becomes `x + mlp(norm2(x)) + term`. Like the
+    /// attention weights, `x` may hold only the first (CLS) row of a last block.
     fn mlp_parallel(&self, _block: usize, _residual: &Tensor<3>) -> Option<Tensor<3>> {
         None
     }

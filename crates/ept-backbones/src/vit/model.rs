@@ -4,7 +4,9 @@
 //!
 //! The forward pass is split the way timm splits it: [`Vit::embed`] (patches + CLS +
 //! position), the blocks, [`Vit::forward_features`] (all tokens after the final norm)
-//! and [`Vit::forward_head`] (CLS token → linear head).
+//! and [`Vit::forward_head`] (CLS token → linear head). [`Vit::forward`] and
+//! [`Vit::forward_cls_with`] skip what a CLS-pooled output does not need: the last block
+//! runs its queries, MLP and final norm on the CLS row only.
 
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -45,10 +47,33 @@ impl Block {
 
     /// The block with a tuning method's hooks applied; `index` is this block's position.
     pub fn forward_with<H: VitHooks + ?Sized>(&self, index: usize, x: Tensor<3>, hooks: &H) -> Tensor<3> {
+        let tokens = x.dims()[1];
+        self.forward_first_rows(index, x, tokens, hooks)
+    }
+
+    /// Only the CLS token's output `[B, 1, D]` of [`Block::forward_with`]: keys and values
+    /// still come from every token, but the attention output, projection, MLP and adapter
+    /// run on one row instead of `N`. Exact for the last block of a CLS-pooled model,
+    /// where no other row reaches the output.
+    pub fn forward_cls_with<H: VitHooks + ?Sized>(&self, index: usize, x: Tensor<3>, hooks: &H) -> Tensor<3> {
+        self.forward_first_rows(index, x, 1, hooks)
+    }
+
+    /// The block's output for the first `rows` tokens (queries), attending to all tokens.
+    fn forward_first_rows<H: VitHooks + ?Sized>(
+        &self,
+        index: usize,
+        x: Tensor<3>,
+        rows: usize,
+        hooks: &H,
+    ) -> Tensor<3> {
+        let all_rows = rows == x.dims()[1];
         let normed = self.norm1.forward(x.clone());
         let delta = hooks.qkv_delta(index, &normed);
         let HeadSplit { q, k, v } = self.attn.split_heads(normed, delta);
+        let q = if all_rows { q } else { q.narrow(2, 0, rows) };
         let weights = hooks.attention_weights(index, self.attn.logits(q, k));
+        let x = if all_rows { x } else { x.narrow(1, 0, rows) };
         let x = x + self.attn.merge(weights, v);
         let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
         match hooks.mlp_parallel(index, &x) {
@@ -181,9 +206,31 @@ impl Vit {
         features.narrow(1, 0, 1).squeeze_dim::<2>(1)
     }
 
+    /// `pre_logits(forward_features_with(images, hooks))` without the work no output
+    /// needs: the last block computes only the CLS row (see [`Block::forward_cls_with`])
+    /// and the final norm runs on that row alone. `[B, D]`.
+    pub fn forward_cls_with<H: VitHooks + ?Sized>(&self, images: Tensor<4>, hooks: &H) -> Tensor<2> {
+        let Some(last) = self.blocks.len().checked_sub(1) else {
+            return Self::pre_logits(self.forward_features_with(images, hooks));
+        };
+        let x = self.embed(hooks.pixels(images));
+        let x = self.blocks[..last]
+            .iter()
+            .enumerate()
+            .fold(x, |x, (index, block)| {
+                block.forward_with(index, hooks.block_input(index, x), hooks)
+            });
+        let cls = self.blocks[last].forward_cls_with(last, hooks.block_input(last, x), hooks);
+        self.norm.forward(cls).squeeze_dim::<2>(1)
+    }
+
     /// CLS token → head: `[B, classes]`, or the CLS features when the model has no head.
     pub fn forward_head(&self, features: Tensor<3>) -> Tensor<2> {
-        let cls = Self::pre_logits(features);
+        self.head_of(Self::pre_logits(features))
+    }
+
+    /// The head applied to CLS features `[B, D]` (identity without a head).
+    fn head_of(&self, cls: Tensor<2>) -> Tensor<2> {
         match &self.head {
             Some(head) => head.forward(cls),
             None => cls,
@@ -192,6 +239,6 @@ impl Vit {
 
     /// Images → logits.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
-        self.forward_head(self.forward_features(images))
+        self.head_of(self.forward_cls_with(images, &NoHooks))
     }
 }
