@@ -8,7 +8,7 @@
 //! | [`VitHooks::pixels`] | images before the patch embedding | VP (padding prompt) |
 //! | [`VitHooks::block_input`] | tokens entering block *i* | VPT (shallow / deep) |
 //! | [`VitHooks::qkv_delta`] | `norm1(x)` of block *i*, added to the fused `qkv` output | LoRA |
-//! | [`VitHooks::attention_weights`] | scaled logits `[B, H, N, N]` of block *i* → weights | EPT and its ablations |
+//! | [`VitHooks::attention_weights`] | scaled logits `[B, H, Nq, N]` of block *i* → weights | EPT and its ablations |
 //! | [`VitHooks::mlp_parallel`] | residual stream `x` before `norm2` of block *i* | Adapter (AdaptFormer) |
 
 use burn::tensor::{Tensor, activation::softmax};
