@@ -63,23 +63,33 @@ fn snapshot(model: &TunedVit) -> BTreeMap<String, TensorData> {
         .collect()
 }
 
+/// The tiny fixture's two images with labels 1 and 3, on the default autodiff device.
+fn tiny_batch() -> (burn::tensor::Device, Tensor<4>, Tensor<1, Int>) {
+    let device = DeviceSpec::default().autodiff_device();
+    let io = read(&fixtures().join("vit_tiny/io.safetensors"));
+    let images = Tensor::<4>::from_data(io["input"].clone(), &device);
+    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 3], [2]), &device);
+    (device, images, labels)
+}
+
+/// Gradients of the cross-entropy of `logits` against `labels` (5 classes).
+fn loss_gradients(model: &TunedVit, logits: Tensor<2>, labels: &Tensor<1, Int>) -> GradientsParams {
+    let loss = cross_entropy_with_logits(logits, labels.clone().one_hot(5).float());
+    GradientsParams::from_grads(loss.backward(), model)
+}
+
 fn sgd_step(model: TunedVit, images: &Tensor<4>, labels: &Tensor<1, Int>) -> TunedVit {
     let mut optim = SgdConfig::new()
         .with_momentum(Some(MomentumConfig::new().with_momentum(0.9)))
         .with_weight_decay(Some(WeightDecayConfig::new(1e-4)))
         .init();
-    let logits = model.forward(images.clone());
-    let loss = cross_entropy_with_logits(logits, labels.clone().one_hot(5).float());
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = loss_gradients(&model, model.forward(images.clone()), labels);
     optim.step(0.5, model, grads)
 }
 
 #[test]
 fn one_step_changes_only_method_parameters_and_head() {
-    let device = DeviceSpec::default().autodiff_device();
-    let io = read(&fixtures().join("vit_tiny/io.safetensors"));
-    let images = Tensor::<4>::from_data(io["input"].clone(), &device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 3], [2]), &device);
+    let (device, images, labels) = tiny_batch();
     for method in tiny_methods() {
         let model = tuned(&method, &device);
         let before = snapshot(&model);
@@ -128,9 +138,7 @@ fn plain_step(
     labels: &Tensor<1, Int>,
     logits_of: impl Fn(&TunedVit, Tensor<4>) -> Tensor<2>,
 ) -> BTreeMap<String, TensorData> {
-    let logits = logits_of(&model, images.clone());
-    let loss = cross_entropy_with_logits(logits, labels.clone().one_hot(5).float());
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = loss_gradients(&model, logits_of(&model, images.clone()), labels);
     snapshot(&SgdConfig::new().init().step(1.0, model, grads))
 }
 
@@ -139,10 +147,7 @@ fn cls_only_last_block_trains_exactly_like_the_full_forward() {
     // `TunedVit::forward` runs the last block on the CLS row alone; every method's
     // gradients (backbone ones included: Full, Partial, BitFit) must equal those of the
     // forward that computes every token and then takes the CLS row.
-    let device = DeviceSpec::default().autodiff_device();
-    let io = read(&fixtures().join("vit_tiny/io.safetensors"));
-    let images = Tensor::<4>::from_data(io["input"].clone(), &device);
-    let labels = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 3], [2]), &device);
+    let (device, images, labels) = tiny_batch();
     for method in tiny_methods() {
         let method = match method {
             // Dropout draws differ between the two forwards; switch it off.
