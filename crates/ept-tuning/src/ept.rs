@@ -127,7 +127,7 @@ impl EptPrompt {
         let [b, h, n, _] = s.dims();
         let p = self.prompt.val().narrow(0, row, 1).narrow(1, 0, n); // [1, Nq, C]
         let columns = p.dims()[2];
-        let p = p.unsqueeze_dim::<4>(0); // [1, 1, N, C]
+        let p = p.unsqueeze_dim::<4>(0); // [1, 1, Nq, C]
         match (self.layout.way, self.layout.form) {
             (EmbedWay::Add, _) => softmax(s + p, 3),
             (EmbedWay::Multi, _) => softmax(s * p, 3),

@@ -194,11 +194,19 @@ impl Vit {
 
     /// [`Vit::forward_features`] with a tuning method's hooks.
     pub fn forward_features_with<H: VitHooks + ?Sized>(&self, images: Tensor<4>, hooks: &H) -> Tensor<3> {
+        let tokens = self.through_blocks(images, self.blocks.len(), hooks);
+        self.norm.forward(tokens)
+    }
+
+    /// The embedded images through blocks `0..count` (each after its `block_input` hook).
+    fn through_blocks<H: VitHooks + ?Sized>(&self, images: Tensor<4>, count: usize, hooks: &H) -> Tensor<3> {
         let x = self.embed(hooks.pixels(images));
-        let x = self.blocks.iter().enumerate().fold(x, |x, (index, block)| {
-            block.forward_with(index, hooks.block_input(index, x), hooks)
-        });
-        self.norm.forward(x)
+        self.blocks[..count]
+            .iter()
+            .enumerate()
+            .fold(x, |x, (index, block)| {
+                block.forward_with(index, hooks.block_input(index, x), hooks)
+            })
     }
 
     /// The CLS token of normalised features: `[B, D]` (timm `forward_head(pre_logits=True)`).
@@ -213,13 +221,7 @@ impl Vit {
         let Some(last) = self.blocks.len().checked_sub(1) else {
             return Self::pre_logits(self.forward_features_with(images, hooks));
         };
-        let x = self.embed(hooks.pixels(images));
-        let x = self.blocks[..last]
-            .iter()
-            .enumerate()
-            .fold(x, |x, (index, block)| {
-                block.forward_with(index, hooks.block_input(index, x), hooks)
-            });
+        let x = self.through_blocks(images, last, hooks);
         let cls = self.blocks[last].forward_cls_with(last, hooks.block_input(last, x), hooks);
         self.norm.forward(cls).squeeze_dim::<2>(1)
     }
