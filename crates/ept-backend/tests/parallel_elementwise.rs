@@ -83,8 +83,8 @@ fn large_elementwise_kernels_match_the_sequential_path_bit_for_bit() {
 /// `op` on a strided view equals `op` on a contiguous copy of it, bit for bit.
 fn same_as_contiguous_copy<const D: usize>(name: &str, view: Tensor<D>, op: impl Fn(Tensor<D>) -> Tensor<D>) {
     let copy = Tensor::<D>::from_data(view.clone().into_data(), &view.device());
-    let strided = op(view).into_data().to_vec::<f32>().unwrap();
-    let contiguous = op(copy).into_data().to_vec::<f32>().unwrap();
+    let strided = op(view).into_data().try_to_vec::<f32>().unwrap();
+    let contiguous = op(copy).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(strided.len(), contiguous.len(), "{name}: length");
     let same = strided
         .iter()
@@ -109,4 +109,74 @@ fn strided_views_match_their_contiguous_copies_bit_for_bit() {
         .narrow(1, 0, 12);
     same_as_contiguous_copy("head view mul_scalar", q.clone(), |t| t.mul_scalar(0.125));
     same_as_contiguous_copy("head view exp", q, |t| t.exp());
+}
+
+/// The memory passes the burn-flex patch spreads over threads — zero-filled buffers,
+/// `slice_assign`'s span writes, `cat` along an inner dimension, the row kernels of
+/// softmax and layer norm — give exactly what a host loop (or the row-by-row sequential
+/// path) gives, for plain, stepped and reversed slices.
+#[test]
+fn parallel_memory_passes_match_host_loops() {
+    use burn::tensor::{activation::softmax, module::layer_norm, s};
+    let device = device();
+    let host = |t: Tensor<3>| t.into_data().try_to_vec::<f32>().unwrap();
+
+    let zeros = Tensor::<3>::zeros([4, 300, 200], &device);
+    assert!(host(zeros.clone()).iter().all(|&v| v.to_bits() == 0));
+
+    // slice_assign: rows 50..250 reversed, every other column from 10, into zeros.
+    let values = Tensor::<3>::random([4, 200, 90], Distribution::Normal(0.0, 1.0), &device);
+    let written = host(zeros.slice_assign(s![.., 50..250;-1, 10..190;2], values.clone()));
+    let values = host(values);
+    let mut expected = vec![0f32; 4 * 300 * 200];
+    for b in 0..4 {
+        for r in 0..200 {
+            for c in 0..90 {
+                let (row, col) = (249 - r, 10 + 2 * c);
+                expected[(b * 300 + row) * 200 + col] = values[(b * 200 + r) * 90 + c];
+            }
+        }
+    }
+    assert_eq!(
+        written, expected,
+        "slice_assign with reversed rows and stepped columns"
+    );
+    // Spans of whole rows (the q/k/v gradient scatter of attention's slice backward).
+    let grad = Tensor::<3>::random([8, 12, 640], Distribution::Normal(0.0, 1.0), &device);
+    let scattered =
+        host(Tensor::<3>::zeros([8, 36, 640], &device).slice_assign(s![.., 12..24, ..], grad.clone()));
+    let grad = host(grad);
+    for (i, &v) in scattered.iter().enumerate() {
+        let (b, h, c) = (i / (36 * 640), i / 640 % 36, i % 640);
+        let want = if (12..24).contains(&h) {
+            grad[(b * 12 + h - 12) * 640 + c]
+        } else {
+            0.0
+        };
+        assert_eq!(v.to_bits(), want.to_bits(), "head scatter at {b},{h},{c}");
+    }
+
+    // cat along the middle dimension (EPT's sink column before the logits).
+    let parts: Vec<Tensor<3>> = [1usize, 197, 30]
+        .iter()
+        .map(|&w| Tensor::<3>::random([96, w, 197], Distribution::Normal(0.0, 1.0), &device))
+        .collect();
+    let joined = host(Tensor::cat(parts.clone(), 1));
+    let parts: Vec<Vec<f32>> = parts.into_iter().map(host).collect();
+    let mut expected = Vec::with_capacity(joined.len());
+    for b in 0..96 {
+        for (part, w) in parts.iter().zip([1usize, 197, 30]) {
+            expected.extend_from_slice(&part[b * w * 197..(b + 1) * w * 197]);
+        }
+    }
+    assert_eq!(joined, expected, "cat along dim 1");
+
+    // Row kernels writing into freshly zeroed blocks: whole tensor vs one row at a time.
+    let x = random(&device, [ROWS, COLS]);
+    same_as_row_by_row("softmax", x.clone(), |t, _| softmax(t, 1));
+    let gamma = Tensor::<1>::random([COLS], Distribution::Normal(1.0, 0.1), &device);
+    let beta = Tensor::<1>::random([COLS], Distribution::Normal(0.0, 0.1), &device);
+    same_as_row_by_row("layer_norm", x, |t, _| {
+        layer_norm(t, gamma.clone(), Some(beta.clone()), 1e-6)
+    });
 }

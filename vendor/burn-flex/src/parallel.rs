@@ -9,6 +9,12 @@
 //! is large enough to repay the hand-off; below that, or without the `rayon` feature,
 //! it runs in place as before. Results are identical: every element is computed by the
 //! same function exactly once, only on another thread.
+//!
+//! [`new_rows`] and [`zeroed_vec`] allocate outputs the same way: a fresh buffer used to
+//! be zero-filled by one `memset` on the calling thread before a parallel kernel
+//! overwrote it (softmax, layer norm) or before a scatter (autodiff's slice backward);
+//! on 2 cores that serial pass left the other core idle. Now each chunk zeroes its own
+//! range inside its task, right before writing it.
 
 /// Elements below which a kernel stays on the calling thread (64 Ki: ~10 µs of the
 /// cheapest closures, several times rayon's dispatch cost).
@@ -142,6 +148,57 @@ pub(crate) fn collect_blocks<E: Copy + Send + Sync, T: Send + Sync>(
         }
     });
     // SAFETY: every block, hence every element of 0..len, was written exactly once.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// Rows of at most this many elements are zeroed and filled together by [`new_rows`], so
+/// the zeroes are still in L1/L2 when the kernel overwrites them.
+const FILL_BLOCK_ELEMS: usize = 8 * 1024;
+
+/// A new vector of `rows · row_elems` elements written by `fill(first_row, last_row,
+/// out)`, chunk-parallel. Each block of rows is zero-initialised just before `fill` sees
+/// it (a reference to uninitialised floats would be unsound), so `fill` may leave
+/// elements untouched and they read as zero.
+pub(crate) fn new_rows<T: bytemuck::Zeroable + Copy + Send + Sync>(
+    rows: usize,
+    row_elems: usize,
+    fill: impl Fn(usize, usize, &mut [T]) + Sync + Send,
+) -> alloc::vec::Vec<T> {
+    let len = rows * row_elems;
+    let mut out = alloc::vec::Vec::with_capacity(len);
+    let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr());
+    let block_rows = (FILL_BLOCK_ELEMS / row_elems.max(1)).max(1);
+    for_each_row_chunk(rows, row_elems, |first, last| {
+        let mut start = first;
+        while start < last {
+            let end = (start + block_rows).min(last);
+            // SAFETY: rows [start, end) are this task's alone; the block is zeroed (a
+            // valid bit pattern for `Zeroable` T) before it is viewed as `[T]`.
+            let block = unsafe {
+                let uninit = ptr.slice(start * row_elems, end * row_elems);
+                core::ptr::write_bytes(uninit.as_mut_ptr(), 0, uninit.len());
+                core::slice::from_raw_parts_mut(uninit.as_mut_ptr() as *mut T, uninit.len())
+            };
+            fill(start, end, block);
+            start = end;
+        }
+    });
+    // SAFETY: every element of 0..len was zeroed above (and possibly overwritten).
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// A new vector of `len` zeros, zeroed chunk-parallel when large.
+pub(crate) fn zeroed_vec<T: bytemuck::Zeroable + Copy + Send + Sync>(len: usize) -> alloc::vec::Vec<T> {
+    let mut out = alloc::vec::Vec::with_capacity(len);
+    let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr());
+    for_each_chunk(len, |start, end| {
+        // SAFETY: disjoint ranges of the reserved capacity.
+        let uninit = unsafe { ptr.slice(start, end) };
+        unsafe { core::ptr::write_bytes(uninit.as_mut_ptr(), 0, uninit.len()) };
+    });
+    // SAFETY: all of 0..len was zeroed, a valid value of a `Zeroable` T.
     unsafe { out.set_len(len) };
     out
 }

@@ -236,12 +236,14 @@ impl FlexTensor {
         // ept patch: a zeroed buffer of the element's own width. `from_bytes_vec` on
         // `Vec<u8>` always copied the fresh zeros once more into a 16-byte aligned
         // allocation (a u8 vector never proves more than 1-byte alignment): 2 % of a
-        // bf16 ViT training step in perf, under autodiff's slice backward.
+        // bf16 ViT training step in perf, under autodiff's slice backward. Large
+        // buffers are zeroed on all threads (`zeroed_vec`), not by one memset.
+        use crate::parallel::zeroed_vec;
         let bytes = match elem_size {
-            8 => Bytes::from_elems(alloc::vec![0u64; num_elements]),
-            4 => Bytes::from_elems(alloc::vec![0u32; num_elements]),
-            2 => Bytes::from_elems(alloc::vec![0u16; num_elements]),
-            _ => Bytes::from_elems(alloc::vec![0u8; num_elements * elem_size]),
+            8 => Bytes::from_elems(zeroed_vec::<u64>(num_elements)),
+            4 => Bytes::from_elems(zeroed_vec::<u32>(num_elements)),
+            2 => Bytes::from_elems(zeroed_vec::<u16>(num_elements)),
+            _ => Bytes::from_elems(zeroed_vec::<u8>(num_elements * elem_size)),
         };
         let layout = Layout::contiguous(shape);
         Self {

@@ -260,36 +260,13 @@ fn softmax_last_f32(tensor: FlexTensor) -> FlexTensor {
     let input: &[f32] = tensor.storage();
     let n = input.len();
 
-    // Zero-initialize the output. The previous implementation used
-    // `Vec::with_capacity` + `spare_capacity_mut` + a raw-pointer cast to
-    // `&mut [f32]` to skip the memset, but forming a `&mut [f32]` over
-    // uninitialized memory violates Rust's validity invariant (references
-    // must point to initialized values of the correct type) even if every
-    // element is written before it is read. The sound zero-memset
-    // alternative would require threading `&mut [MaybeUninit<f32>]` through
-    // the row kernel, which does not compose with macerator's `#[with_simd]`
-    // signature. The memset is a streaming write on a bandwidth-bound
-    // kernel, so the overhead is small (~10% at the largest bench shape)
-    // and the fused path remains well ahead of decomposed and candle.
-    let mut output: Vec<f32> = vec![0.0; n];
-    let out_slice = output.as_mut_slice();
-
-    // Row-parallel via rayon: one macerator dispatch per chunk of rows,
-    // amortized over all rows in the chunk.
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        const ROWS_PER_TASK: usize = 64;
-        let chunk_elems = ROWS_PER_TASK * last;
-        out_slice
-            .par_chunks_mut(chunk_elems)
-            .zip(input.par_chunks(chunk_elems))
-            .for_each(|(o, i)| softmax_rows_f32(i, o, last));
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        softmax_rows_f32(input, out_slice, last);
-    }
+    // ept patch: rows are zeroed and written chunk-parallel (`new_rows`): one
+    // single-threaded memset of the whole output before the parallel kernel left the
+    // other core idle (~1 % of a ViT training step).
+    let rows = n / last;
+    let output: Vec<f32> = crate::parallel::new_rows(rows, last, |first, end, out| {
+        softmax_rows_f32(&input[first * last..end * last], out, last)
+    });
 
     FlexTensor::new(
         Bytes::from_elems(output),
@@ -796,55 +773,15 @@ fn layer_norm_f32(
     let gamma_data: &[f32] = gamma.storage();
     let beta_data: Option<&[f32]> = beta.as_ref().map(|b| b.storage());
 
-    let n = input_data.len();
-    // See softmax_last_f32 for the rationale on zero-init instead of
-    // `spare_capacity_mut` + `&mut [f32]` cast: the latter creates a
-    // reference to uninitialized f32 values, which is UB under Rust's
-    // aliasing model even with no intervening read.
-    let mut output: Vec<f32> = vec![0.0; n];
-    let out_slice = output.as_mut_slice();
-
-    // `#[macerator::with_simd]` can't auto-lifetime through
-    // `Option<&[T]>`, so we dispatch two separate monomorphized
-    // versions, one with beta and one without. Both call into the
-    // same shared row kernel.
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
-        const ROWS_PER_TASK: usize = 64;
-        let chunk_elems = ROWS_PER_TASK * d_model;
+    // ept patch: zeroed and written chunk-parallel, as in `softmax_last_f32`.
+    let rows = input_data.len() / d_model;
+    let output: Vec<f32> = crate::parallel::new_rows(rows, d_model, |first, end, out| {
+        let input = &input_data[first * d_model..end * d_model];
         match beta_data {
-            Some(beta_slice) => {
-                out_slice
-                    .par_chunks_mut(chunk_elems)
-                    .zip(input_data.par_chunks(chunk_elems))
-                    .for_each(|(o, i)| {
-                        layer_norm_rows_f32_with_beta(
-                            i, o, gamma_data, beta_slice, d_model, epsilon,
-                        );
-                    });
-            }
-            None => {
-                out_slice
-                    .par_chunks_mut(chunk_elems)
-                    .zip(input_data.par_chunks(chunk_elems))
-                    .for_each(|(o, i)| {
-                        layer_norm_rows_f32_no_beta(i, o, gamma_data, d_model, epsilon);
-                    });
-            }
+            Some(beta_slice) => layer_norm_rows_f32_with_beta(input, out, gamma_data, beta_slice, d_model, epsilon),
+            None => layer_norm_rows_f32_no_beta(input, out, gamma_data, d_model, epsilon),
         }
-    }
-    #[cfg(not(feature = "rayon"))]
-    {
-        match beta_data {
-            Some(beta_slice) => layer_norm_rows_f32_with_beta(
-                input_data, out_slice, gamma_data, beta_slice, d_model, epsilon,
-            ),
-            None => {
-                layer_norm_rows_f32_no_beta(input_data, out_slice, gamma_data, d_model, epsilon)
-            }
-        }
-    }
+    });
 
     FlexTensor::new(
         Bytes::from_elems(output),

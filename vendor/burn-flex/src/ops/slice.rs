@@ -165,58 +165,8 @@ fn slice_write_impl<E: Element + bytemuck::Pod>(
                 source.write_element(dst, dst_i, i);
             }
         }
-    } else if ndims == 2 && inner_contiguous {
-        let (row_start, row_len, row_step) = slice_info[0];
-        let (col_start, col_len, _) = slice_info[1];
-        let dst_cols = dst_layout.shape()[1];
-
-        let mut val_offset = 0;
-        for r in 0..row_len {
-            let row_idx = if row_step > 0 {
-                row_start + r * row_step as usize
-            } else {
-                (row_start as isize - (r as isize) * (-row_step)) as usize
-            };
-            let dst_row_start = row_idx * dst_cols + col_start;
-            source.write_span(dst, dst_row_start, col_len, val_offset);
-            val_offset += col_len;
-        }
     } else if inner_contiguous {
-        let inner_len = slice_info[ndims - 1].1;
-        let outer_dims = ndims - 1;
-        let dst_strides = dst_layout.strides();
-
-        let outer_count: usize = slice_info.iter().take(outer_dims).map(|i| i.1).product();
-
-        let mut outer_indices = vec![0usize; outer_dims];
-        let mut val_offset = 0;
-
-        for _ in 0..outer_count {
-            let mut dst_offset = dst_layout.start_offset() as isize;
-            for (dim, &idx) in outer_indices.iter().enumerate() {
-                let (start, _, step) = slice_info[dim];
-                let src_i = if step > 0 {
-                    start + idx * step as usize
-                } else {
-                    (start as isize - (idx as isize) * (-step)) as usize
-                };
-                dst_offset += src_i as isize * dst_strides[dim];
-            }
-            dst_offset += slice_info[ndims - 1].0 as isize * dst_strides[ndims - 1];
-            let dst_offset = dst_offset as usize;
-
-            source.write_span(dst, dst_offset, inner_len, val_offset);
-            val_offset += inner_len;
-
-            // Odometer increment over outer dims.
-            for dim in (0..outer_dims).rev() {
-                outer_indices[dim] += 1;
-                if outer_indices[dim] < slice_info[dim].1 {
-                    break;
-                }
-                outer_indices[dim] = 0;
-            }
-        }
+        write_spans(dst, &dst_layout, &slice_info, source);
     } else {
         let total_elements: usize = slice_info.iter().map(|(_, len, _)| len).product();
         let dst_strides = dst_layout.strides();
@@ -247,6 +197,60 @@ fn slice_write_impl<E: Element + bytemuck::Pod>(
     }
 
     tensor
+}
+
+/// The inner-contiguous case of [`slice_write_impl`]: one span of the last dimension per
+/// index of the outer dimensions (an odometer over them). ept patch: spans are written
+/// chunk-parallel once the region is large — autodiff's slice backward scatters every
+/// q/k/v gradient of a ViT block this way, and the single-threaded walk left the other
+/// core idle. Spans are disjoint (every step is non-zero), so chunks never overlap.
+fn write_spans<E: Copy + Send + Sync>(
+    dst: &mut [E],
+    dst_layout: &crate::layout::Layout,
+    slice_info: &[(usize, usize, isize)],
+    source: WriteSource<'_, E>,
+) {
+    let ndims = slice_info.len();
+    let outer_dims = ndims - 1;
+    let (inner_start, inner_len, _) = slice_info[ndims - 1];
+    let dst_strides = dst_layout.strides();
+    let start_offset = dst_layout.start_offset() as isize + inner_start as isize * dst_strides[ndims - 1];
+    let outer_count: usize = slice_info[..outer_dims].iter().map(|i| i.1).product();
+    if outer_count == 0 || inner_len == 0 {
+        return;
+    }
+    let dst_len = dst.len();
+    let dst_ptr = crate::parallel::SendPtr(dst.as_mut_ptr());
+    crate::parallel::for_each_row_chunk(outer_count, inner_len, |first, last| {
+        // Outer indices of span `first`, last dimension fastest.
+        let mut outer_indices = vec![0usize; outer_dims];
+        let mut rest = first;
+        for dim in (0..outer_dims).rev() {
+            outer_indices[dim] = rest % slice_info[dim].1;
+            rest /= slice_info[dim].1;
+        }
+        for span in first..last {
+            let mut dst_offset = start_offset;
+            for (dim, &idx) in outer_indices.iter().enumerate() {
+                let (start, _, step) = slice_info[dim];
+                let src_i = start as isize + idx as isize * step;
+                dst_offset += src_i * dst_strides[dim];
+            }
+            let dst_offset = dst_offset as usize;
+            assert!(dst_offset + inner_len <= dst_len, "slice_assign: span outside the tensor");
+            // SAFETY: the span is inside `dst` (checked above) and spans of different
+            // outer indices are disjoint, so no other task writes it.
+            let span_dst = unsafe { dst_ptr.slice(dst_offset, dst_offset + inner_len) };
+            source.write_span(span_dst, 0, inner_len, span * inner_len);
+            for dim in (0..outer_dims).rev() {
+                outer_indices[dim] += 1;
+                if outer_indices[dim] < slice_info[dim].1 {
+                    break;
+                }
+                outer_indices[dim] = 0;
+            }
+        }
+    });
 }
 
 /// Compute slice info (start, len, step) for a dimension.
