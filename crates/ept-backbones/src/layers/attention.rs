@@ -10,7 +10,7 @@
 use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor, activation::softmax};
+use burn::tensor::{Device, Tensor, activation::softmax, module::linear};
 
 use super::timm_linear_init;
 
@@ -91,6 +91,47 @@ impl Attention {
             q: qkv.clone().narrow(1, 0, heads),
             k: qkv.clone().narrow(1, heads, heads),
             v: qkv.narrow(1, 2 * heads, heads),
+        }
+    }
+
+    /// As [`Attention::split_heads`], with q for the first `rows` tokens only (k and v
+    /// for all): the q third of the fused projection runs on those rows alone. A
+    /// CLS-pooled model's last block needs nothing more (ViT-B/16: a third of that
+    /// block's `qkv` work).
+    pub fn split_heads_first_rows(
+        &self,
+        x: Tensor<3>,
+        qkv_extra: Option<Tensor<3>>,
+        rows: usize,
+    ) -> HeadSplit {
+        let [batch, tokens, dim] = x.dims();
+        if rows == tokens {
+            return self.split_heads(x, qkv_extra);
+        }
+        let heads = self.num_heads;
+        let head_dim = self.head_dim();
+        let weight = self.qkv.weight.val();
+        let bias = self.qkv.bias.as_ref().map(|b| b.val());
+        // Columns [start, start + width) of the fused projection (q | k | v, each `dim`).
+        let project = |input: Tensor<3>, start: usize, width: usize| {
+            linear(
+                input,
+                weight.clone().narrow(1, start, width),
+                bias.clone().map(|b| b.narrow(0, start, width)),
+            )
+        };
+        let mut q = project(x.clone().narrow(1, 0, rows), 0, dim);
+        let mut kv = project(x, dim, 2 * dim);
+        if let Some(extra) = qkv_extra {
+            q = q + extra.clone().narrow(1, 0, rows).narrow(2, 0, dim);
+            kv = kv + extra.narrow(2, dim, 2 * dim);
+        }
+        let q = q.reshape([batch, rows, heads, head_dim]).swap_dims(1, 2);
+        let kv = kv.reshape([batch, tokens, 2 * heads, head_dim]).swap_dims(1, 2);
+        HeadSplit {
+            q,
+            k: kv.clone().narrow(1, 0, heads),
+            v: kv.narrow(1, heads, heads),
         }
     }
 

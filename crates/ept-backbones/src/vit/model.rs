@@ -70,8 +70,7 @@ impl Block {
         let all_rows = rows == x.dims()[1];
         let normed = self.norm1.forward(x.clone());
         let delta = hooks.qkv_delta(index, &normed);
-        let HeadSplit { q, k, v } = self.attn.split_heads(normed, delta);
-        let q = if all_rows { q } else { q.narrow(2, 0, rows) };
+        let HeadSplit { q, k, v } = self.attn.split_heads_first_rows(normed, delta, rows);
         let weights = hooks.attention_weights(index, self.attn.logits(q, k));
         let x = if all_rows { x } else { x.narrow(1, 0, rows) };
         let x = x + self.attn.merge(weights, v);
