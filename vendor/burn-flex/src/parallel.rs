@@ -189,16 +189,8 @@ pub(crate) fn new_rows<T: bytemuck::Zeroable + Copy + Send + Sync>(
     out
 }
 
-/// A new vector of `len` zeros, zeroed chunk-parallel when large.
+/// A new vector of `len` zeros, zeroed chunk-parallel when large ([`new_rows`] with
+/// nothing written over the zeros).
 pub(crate) fn zeroed_vec<T: bytemuck::Zeroable + Copy + Send + Sync>(len: usize) -> alloc::vec::Vec<T> {
-    let mut out = alloc::vec::Vec::with_capacity(len);
-    let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr());
-    for_each_chunk(len, |start, end| {
-        // SAFETY: disjoint ranges of the reserved capacity.
-        let uninit = unsafe { ptr.slice(start, end) };
-        unsafe { core::ptr::write_bytes(uninit.as_mut_ptr(), 0, uninit.len()) };
-    });
-    // SAFETY: all of 0..len was zeroed, a valid value of a `Zeroable` T.
-    unsafe { out.set_len(len) };
-    out
+    new_rows(len, 1, |_, _, _| {})
 }

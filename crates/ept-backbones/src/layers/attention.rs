@@ -77,16 +77,13 @@ impl Attention {
     /// Project `[B, N, C]` tokens to per-head q, k, v. `qkv_extra`, when given, is added
     /// to the fused projection output `[B, N, 3C]` first (LoRA's low-rank update).
     pub fn split_heads(&self, x: Tensor<3>, qkv_extra: Option<Tensor<3>>) -> HeadSplit {
-        let [batch, tokens, _] = x.dims();
         let heads = self.num_heads;
         let mut qkv = self.qkv.forward(x);
         if let Some(extra) = qkv_extra {
             qkv = qkv + extra;
         }
         // timm reshapes to (B, N, 3, H, hd): the q/k/v index is outer to the head index.
-        let qkv = qkv
-            .reshape([batch, tokens, 3 * heads, self.head_dim()])
-            .swap_dims(1, 2);
+        let qkv = self.to_heads(qkv);
         HeadSplit {
             q: qkv.clone().narrow(1, 0, heads),
             k: qkv.clone().narrow(1, heads, heads),
@@ -104,12 +101,11 @@ impl Attention {
         qkv_extra: Option<Tensor<3>>,
         rows: usize,
     ) -> HeadSplit {
-        let [batch, tokens, dim] = x.dims();
+        let [_, tokens, dim] = x.dims();
         if rows == tokens {
             return self.split_heads(x, qkv_extra);
         }
         let heads = self.num_heads;
-        let head_dim = self.head_dim();
         let weight = self.qkv.weight.val();
         let bias = self.qkv.bias.as_ref().map(|b| b.val());
         // Columns [start, start + width) of the fused projection (q | k | v, each `dim`).
@@ -126,13 +122,21 @@ impl Attention {
             q = q + extra.clone().narrow(1, 0, rows).narrow(2, 0, dim);
             kv = kv + extra.narrow(2, dim, 2 * dim);
         }
-        let q = q.reshape([batch, rows, heads, head_dim]).swap_dims(1, 2);
-        let kv = kv.reshape([batch, tokens, 2 * heads, head_dim]).swap_dims(1, 2);
+        let kv = self.to_heads(kv);
         HeadSplit {
-            q,
+            q: self.to_heads(q),
             k: kv.clone().narrow(1, 0, heads),
             v: kv.narrow(1, heads, heads),
         }
+    }
+
+    /// Projection outputs `[B, N, G·hd]` as `G` head slices `[B, G, N, hd]` (a view).
+    fn to_heads(&self, projected: Tensor<3>) -> Tensor<4> {
+        let [batch, tokens, width] = projected.dims();
+        let head_dim = self.head_dim();
+        projected
+            .reshape([batch, tokens, width / head_dim, head_dim])
+            .swap_dims(1, 2)
     }
 
     /// Scaled attention logits `(q · scale)·kᵀ`, `[B, H, Nq, Nk]`. The scale goes on q
