@@ -13,4 +13,4 @@ pub mod unet;
 pub mod vit;
 
 pub use checkpoint::{CheckpointError, LoadReport};
-pub use vit::{NoHooks, Vit, VitConfig, VitError, VitHooks};
+pub use vit::{AttentionWeights, NoHooks, Vit, VitConfig, VitError, VitHooks};

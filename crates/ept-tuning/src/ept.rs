@@ -12,12 +12,15 @@
 //! with one extra zero-value key of logit `lse`, i.e. weights
 //! `exp(S − m) / (Σ exp(S − m) + exp(lse − m))`. For `pure_cat` the lse is computed
 //! once per block (`[N]`, O(N·L)) instead of a `[B, H, N, L + N]` softmax; `multi_cat`
-//! needs a per-row lse of α·P (`[B, H, N, L]`) but still no concatenation.
+//! needs a per-row lse of α·P (`[B, H, N, L]`) but still no concatenation. The sink's
+//! weight column is handed back with the others
+//! ([`AttentionWeights::SinkThenKeys`]); the block gives the sink a zero value row.
 //! [`EptForm::Reference`] keeps the literal computation for tests and bit-for-bit
 //! reproduction of the paper.
 
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, activation::softmax};
+use ept_backbones::AttentionWeights;
 
 use crate::config::{EmbedWay, EptConfig, EptForm, PromptInit};
 use crate::model::TuningError;
@@ -120,27 +123,31 @@ impl EptPrompt {
 
     /// Attention weights of block `block` from its scaled logits `s` `[B, H, Nq, N]`,
     /// whose query rows are the first `Nq` tokens (all of them, or the CLS row alone).
-    pub fn attention_weights(&self, block: usize, s: Tensor<4>) -> Tensor<4> {
+    pub fn attention_weights(&self, block: usize, s: Tensor<4>) -> AttentionWeights {
         let Some(row) = self.layout.rows.get(block).copied().flatten() else {
-            return softmax(s, 3);
+            return AttentionWeights::Keys(softmax(s, 3));
         };
         let [b, h, n, _] = s.dims();
         let p = self.prompt.val().narrow(0, row, 1).narrow(1, 0, n); // [1, Nq, C]
         let columns = p.dims()[2];
         let p = p.unsqueeze_dim::<4>(0); // [1, 1, Nq, C]
         match (self.layout.way, self.layout.form) {
-            (EmbedWay::Add, _) => softmax(s + p, 3),
-            (EmbedWay::Multi, _) => softmax(s * p, 3),
+            (EmbedWay::Add, _) => AttentionWeights::Keys(softmax(s + p, 3)),
+            (EmbedWay::Multi, _) => AttentionWeights::Keys(softmax(s * p, 3)),
             (EmbedWay::PureCat, EptForm::Reference) => {
-                concat_softmax(p.expand([b, h, n, columns]), s, columns)
+                AttentionWeights::Keys(concat_softmax(p.expand([b, h, n, columns]), s, columns))
             }
-            (EmbedWay::PureCat, EptForm::Fast) => sink_softmax(s, logsumexp_last(p).expand([b, h, n, 1])),
+            (EmbedWay::PureCat, EptForm::Fast) => {
+                AttentionWeights::SinkThenKeys(sink_then_keys(s, logsumexp_last(p).expand([b, h, n, 1])))
+            }
             (EmbedWay::MultiCat, form) => {
                 let alpha = s.clone().max_dim(3) - s.clone().min_dim(3); // [B, H, N, 1]
                 let scaled = p * alpha; // [B, H, N, C]
                 match form {
-                    EptForm::Reference => concat_softmax(scaled, s, columns),
-                    EptForm::Fast => sink_softmax(s, logsumexp_last(scaled)),
+                    EptForm::Reference => AttentionWeights::Keys(concat_softmax(scaled, s, columns)),
+                    EptForm::Fast => {
+                        AttentionWeights::SinkThenKeys(sink_then_keys(s, logsumexp_last(scaled)))
+                    }
                 }
             }
         }
@@ -159,11 +166,16 @@ fn concat_softmax(prompt: Tensor<4>, s: Tensor<4>, columns: usize) -> Tensor<4> 
     softmax(Tensor::cat(vec![prompt, s], 3), 3).narrow(3, columns, n)
 }
 
-/// Softmax over `s` with one extra zero-value key of logit `sink` (`[B, H, N, 1]`):
-/// the sink becomes column 0 of a `[B, H, N, N + 1]` softmax, which is dropped again.
-/// One copy in and one out, but the backend's fused softmax and its one-pass backward
-/// (measured faster than composing max / exp / sum / divide with their backward ops).
+/// Softmax over `s` with one extra zero-value key of logit `sink` (`[B, H, N, 1]`),
+/// that key first: `[B, H, N, 1 + N]`. One copy in, but the backend's fused softmax and
+/// its one-pass backward (measured faster than composing max / exp / sum / divide with
+/// their backward ops).
+pub(crate) fn sink_then_keys(s: Tensor<4>, sink: Tensor<4>) -> Tensor<4> {
+    softmax(Tensor::cat(vec![sink, s], 3), 3)
+}
+
+/// [`sink_then_keys`] with the sink's column dropped: the weights of the keys alone.
 pub(crate) fn sink_softmax(s: Tensor<4>, sink: Tensor<4>) -> Tensor<4> {
     let n = s.dims()[3];
-    softmax(Tensor::cat(vec![sink, s], 3), 3).narrow(3, 1, n)
+    sink_then_keys(s, sink).narrow(3, 1, n)
 }

@@ -5,7 +5,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use ept_backbones::{Vit, VitHooks};
+use ept_backbones::{AttentionWeights, Vit, VitHooks};
 
 use crate::adapter::AdapterSet;
 use crate::config::{EptForm, MethodConfig};
@@ -220,10 +220,10 @@ impl VitHooks for TunedVit {
         self.lora.as_ref()?.qkv_delta(block, normed)
     }
 
-    fn attention_weights(&self, block: usize, logits: Tensor<4>) -> Tensor<4> {
+    fn attention_weights(&self, block: usize, logits: Tensor<4>) -> AttentionWeights {
         match &self.ept {
             Some(ept) => ept.attention_weights(block, logits),
-            None => burn::tensor::activation::softmax(logits, 3),
+            None => AttentionWeights::Keys(burn::tensor::activation::softmax(logits, 3)),
         }
     }
 

@@ -153,10 +153,43 @@ impl Attention {
         self.proj.forward(merged)
     }
 
+    /// [`Attention::merge`] for weights `[B, H, Nq, 1 + Nk]` whose column 0 weighs an
+    /// extra key of value zero (a sink): `v` gains a leading zero row, so the sink's
+    /// weight multiplies nothing. Exactly `merge(weights.narrow(3, 1, Nk), v)`, without
+    /// materialising the narrowed weights or, backward, scattering their gradient into a
+    /// zero-filled `[B, H, Nq, 1 + Nk]` buffer (the one extra row of `v` costs far less).
+    pub fn merge_with_sink(&self, weights: Tensor<4>, v: Tensor<4>) -> Tensor<3> {
+        let [batch, heads, _, head_dim] = v.dims();
+        let zero = Tensor::zeros([batch, heads, 1, head_dim], &v.device());
+        self.merge(weights, Tensor::cat(vec![zero, v], 2))
+    }
+
     /// Plain self-attention: `merge(softmax(logits(q, k)), v)`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let HeadSplit { q, k, v } = self.split_heads(x, None);
         let weights = softmax(self.logits(q, k), 3);
         self.merge(weights, v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tensor};
+    use ept_backend::DeviceSpec;
+
+    use super::AttentionConfig;
+
+    #[test]
+    fn merge_with_sink_equals_merge_of_the_key_columns() {
+        let device = DeviceSpec::default().device();
+        let attn = AttentionConfig::new(8, 2).init(&device);
+        let (b, h, nq, nk, hd) = (2, 2, 3, 5, 4);
+        let weights = Tensor::<4>::random([b, h, nq, 1 + nk], Distribution::Uniform(0.0, 1.0), &device);
+        let v = Tensor::<4>::random([b, h, nk, hd], Distribution::Normal(0.0, 1.0), &device);
+        let with_sink = attn.merge_with_sink(weights.clone(), v.clone());
+        let narrowed = attn.merge(weights.narrow(3, 1, nk), v);
+        with_sink
+            .into_data()
+            .assert_approx_eq::<f32>(&narrowed.into_data(), burn::tensor::Tolerance::absolute(1e-6));
     }
 }

@@ -8,10 +8,24 @@
 //! | [`VitHooks::pixels`] | images before the patch embedding | VP (padding prompt) |
 //! | [`VitHooks::block_input`] | tokens entering block *i* | VPT (shallow / deep) |
 //! | [`VitHooks::qkv_delta`] | `norm1(x)` of block *i*, added to the fused `qkv` output | LoRA |
-//! | [`VitHooks::attention_weights`] | scaled logits `[B, H, Nq, N]` of block *i* → weights | EPT and its ablations |
+//! | [`VitHooks::attention_weights`] | scaled logits `[B, H, Nq, N]` of block *i* → [`AttentionWeights`] | EPT and its ablations |
 //! | [`VitHooks::mlp_parallel`] | residual stream `x` before `norm2` of block *i* | Adapter (AdaptFormer) |
 
 use burn::tensor::{Tensor, activation::softmax};
+
+/// The attention weights a method hands back to a block.
+#[derive(Debug, Clone)]
+pub enum AttentionWeights {
+    /// `[B, H, Nq, Nk]`: one weight per key.
+    Keys(Tensor<4>),
+    /// `[B, H, Nq, 1 + Nk]`: column 0 weighs an extra key whose value is zero (a sink
+    /// that absorbs attention mass without contributing to the output), the other
+    /// columns weigh the keys. Returning the sink column instead of narrowing it away
+    /// spares the narrow's copy and its backward's zero-filled scatter; the block mixes
+    /// these weights with the values behind one zero row
+    /// ([`crate::layers::attention::Attention::merge_with_sink`]).
+    SinkThenKeys(Tensor<4>),
+}
 
 /// Interventions a tuning method may make in a ViT forward pass.
 pub trait VitHooks {
@@ -32,11 +46,11 @@ pub trait VitHooks {
     }
 
     /// Turn block `block`'s scaled attention logits `[B, H, Nq, Nk]` into attention
-    /// weights of the same shape (plain attention: softmax over keys). The query rows are
-    /// the block's first `Nq` tokens: `Nq = Nk`, except in a last block that computes the
-    /// CLS row alone (`Nq = 1`, [`crate::vit::Block::forward_cls_with`]).
-    fn attention_weights(&self, _block: usize, logits: Tensor<4>) -> Tensor<4> {
-        softmax(logits, 3)
+    /// weights (plain attention: softmax over keys). The query rows are the block's first
+    /// `Nq` tokens: `Nq = Nk`, except in a last block that computes the CLS row alone
+    /// (`Nq = 1`, [`crate::vit::Block::forward_cls_with`]).
+    fn attention_weights(&self, _block: usize, logits: Tensor<4>) -> AttentionWeights {
+        AttentionWeights::Keys(softmax(logits, 3))
     }
 
     /// A term added beside block `block`'s MLP, computed from the residual stream `x`

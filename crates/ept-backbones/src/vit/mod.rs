@@ -15,5 +15,5 @@ pub mod load;
 pub mod model;
 
 pub use config::{VitConfig, VitError};
-pub use hooks::{NoHooks, VitHooks};
+pub use hooks::{AttentionWeights, NoHooks, VitHooks};
 pub use model::{Block, PatchEmbed, Vit};

@@ -14,7 +14,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 
 use super::config::{VitConfig, VitError};
-use super::hooks::{NoHooks, VitHooks};
+use super::hooks::{AttentionWeights, NoHooks, VitHooks};
 use crate::layers::{Attention, AttentionConfig, HeadSplit, Mlp, MlpConfig, timm_linear_init};
 
 /// Non-overlapping patch projection: a conv with kernel = stride = patch size.
@@ -71,9 +71,12 @@ impl Block {
         let normed = self.norm1.forward(x.clone());
         let delta = hooks.qkv_delta(index, &normed);
         let HeadSplit { q, k, v } = self.attn.split_heads_first_rows(normed, delta, rows);
-        let weights = hooks.attention_weights(index, self.attn.logits(q, k));
+        let mixed = match hooks.attention_weights(index, self.attn.logits(q, k)) {
+            AttentionWeights::Keys(weights) => self.attn.merge(weights, v),
+            AttentionWeights::SinkThenKeys(weights) => self.attn.merge_with_sink(weights, v),
+        };
         let x = if all_rows { x } else { x.narrow(1, 0, rows) };
-        let x = x + self.attn.merge(weights, v);
+        let x = x + mixed;
         let mlp = self.mlp.forward(self.norm2.forward(x.clone()));
         match hooks.mlp_parallel(index, &x) {
             Some(extra) => x + mlp + extra,
