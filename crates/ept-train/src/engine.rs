@@ -27,7 +27,7 @@ use crate::checkpoint::{self, TrainState};
 use crate::config::{OptimizerConfig, PipelineName, RunConfig};
 use crate::error::TrainError;
 use crate::evaluate::{EvalResult, evaluate};
-use crate::groups::{ParamGroup, step_with_group};
+use crate::groups::{ParamGroup, scheduled_step};
 use crate::parallel::{BatchSplit, batch_gradients};
 use crate::schedule::learning_rate;
 
@@ -166,27 +166,90 @@ pub(crate) fn check_finite(
     }
 }
 
-/// Where an epoch stands, for the progress line.
-pub(crate) struct Progress {
-    pub epoch: usize,
-    pub epochs: usize,
-    pub done: usize,
-    pub steps: usize,
+/// One epoch's step bookkeeping, shared by the training loops: the loss sum, each step's
+/// log record and overwritten progress line, and the closing `epoch` record.
+pub(crate) struct EpochMeter {
+    epoch: usize,
+    epochs: usize,
+    steps: usize,
+    batch: usize,
+    /// What one batch element is called on the progress line (`img`, `crops`).
+    unit: &'static str,
+    quiet: bool,
+    started: Instant,
+    done: usize,
+    loss_sum: f64,
 }
 
-impl Progress {
-    /// One overwritten stderr line: step, loss, learning rate, throughput, ETA.
-    pub(crate) fn print(&self, loss: f32, lr: f64, batch: usize, epoch_start: Instant, unit: &str) {
-        let elapsed = epoch_start.elapsed().as_secs_f64();
-        let rate = (self.done * batch) as f64 / elapsed;
-        let eta = (self.steps - self.done) as f64 * elapsed / self.done as f64;
-        eprint!(
-            "\repoch {}/{} step {}/{} loss {loss:.4} lr {lr:.2e} {rate:.1} {unit}/s eta {eta:.0}s   ",
-            self.epoch + 1,
-            self.epochs,
-            self.done,
-            self.steps
-        );
+impl EpochMeter {
+    /// Start timing epoch `epoch` (0-based) of `epochs`, `steps` batches of `batch`.
+    pub(crate) fn start(
+        epoch: usize,
+        epochs: usize,
+        steps: usize,
+        batch: usize,
+        unit: &'static str,
+        quiet: bool,
+    ) -> Self {
+        Self {
+            epoch,
+            epochs,
+            steps,
+            batch,
+            unit,
+            quiet,
+            started: Instant::now(),
+            done: 0,
+            loss_sum: 0.0,
+        }
+    }
+
+    /// Count one finished step (`step` is the run's step count after it): its `step`
+    /// log record and, unless quiet, the progress line (step, loss, lr, throughput, ETA).
+    pub(crate) fn record(
+        &mut self,
+        log: &mut Log,
+        step: usize,
+        loss: f32,
+        lr: f64,
+    ) -> Result<(), TrainError> {
+        self.done += 1;
+        self.loss_sum += loss as f64;
+        log.write(json!({"event": "step", "epoch": self.epoch, "step": step, "loss": loss, "lr": lr}))?;
+        if !self.quiet {
+            let elapsed = self.started.elapsed().as_secs_f64();
+            let rate = (self.done * self.batch) as f64 / elapsed;
+            let eta = self.steps.saturating_sub(self.done) as f64 * elapsed / self.done as f64;
+            eprint!(
+                "\repoch {}/{} step {}/{} loss {loss:.4} lr {lr:.2e} {rate:.1} {}/s eta {eta:.0}s   ",
+                self.epoch + 1,
+                self.epochs,
+                self.done,
+                self.steps,
+                self.unit
+            );
+        }
+        Ok(())
+    }
+
+    /// End the progress line (call before evaluation prints anything).
+    pub(crate) fn end_line(&self) {
+        if !self.quiet {
+            eprintln!();
+        }
+    }
+
+    /// Mean training loss over the epoch's steps.
+    pub(crate) fn mean_loss(&self) -> f64 {
+        self.loss_sum / self.steps.max(1) as f64
+    }
+
+    /// The epoch's closing `epoch` record: mean loss and seconds since [`EpochMeter::start`].
+    pub(crate) fn write_epoch(&self, log: &mut Log, step: usize) -> Result<(), TrainError> {
+        log.write(
+            json!({"event": "epoch", "epoch": self.epoch, "step": step, "mean_loss": self.mean_loss(),
+            "seconds": self.started.elapsed().as_secs_f64()}),
+        )
     }
 }
 
@@ -328,9 +391,15 @@ pub fn train(
     let mut val_result = None;
     for epoch in start_epoch..last_epoch {
         ept_backend::seed_everything(&device, epoch_seed(config.train.seed, epoch));
-        let epoch_start = Instant::now();
-        let mut loss_sum = 0f64;
-        for (i, batch) in loader.epoch(epoch as u64).enumerate() {
+        let mut meter = EpochMeter::start(
+            epoch,
+            config.train.epochs,
+            steps_per_epoch,
+            config.train.batch_size,
+            "img",
+            options.quiet,
+        );
+        for batch in loader.epoch(epoch as u64) {
             let host = batch?;
             let lr = learning_rate(&config.train.schedule, base_lr, step, total_steps);
             let piece_loss = |replica: &TunedVit, samples, device: &Device| {
@@ -339,39 +408,25 @@ pub fn train(
             };
             let (value, grads) = batch_gradients(&model, host.len(), &split, &piece_loss);
             let value = check_finite(value, epoch, step, lr, &run_dir)?;
-            model = match config.train.head_lr {
-                Some(head_lr) => {
-                    step_with_group(&mut optim, model, grads, lr, &head_group, head_lr * lr / base_lr)
-                }
-                None => optim.step(lr, model, grads),
-            };
-            loss_sum += value as f64;
+            model = scheduled_step(
+                &mut optim,
+                model,
+                grads,
+                (lr, base_lr),
+                &head_group,
+                config.train.head_lr,
+            );
             step += 1;
-            log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
-            if !options.quiet {
-                let progress = Progress {
-                    epoch,
-                    epochs: config.train.epochs,
-                    done: i + 1,
-                    steps: steps_per_epoch,
-                };
-                progress.print(value, lr, config.train.batch_size, epoch_start, "img");
-            }
+            meter.record(&mut log, step, value, lr)?;
         }
-        if !options.quiet {
-            eprintln!();
-        }
-        let mean_loss = loss_sum / steps_per_epoch.max(1) as f64;
+        meter.end_line();
         let evaluate_now = config.train.eval_every > 0 && (epoch + 1) % config.train.eval_every == 0;
         if let (Some(val), true) = (&val_set, evaluate_now) {
             let result = evaluate(&model.valid(), &eval_loader(val)?, task, &spec.device(), false)?;
             log.write(json!({"event": "eval", "split": "val", "epoch": epoch, "metrics": result.metrics}))?;
             val_result = Some(result);
         }
-        log.write(
-            json!({"event": "epoch", "epoch": epoch, "step": step, "mean_loss": mean_loss,
-            "seconds": epoch_start.elapsed().as_secs_f64()}),
-        )?;
+        meter.write_epoch(&mut log, step)?;
         checkpoint::save(
             &run_dir,
             &model,

@@ -91,6 +91,23 @@ pub fn step_with_group<M: Module>(
     optim.step(group_lr, model, group_grads)
 }
 
+/// One scheduled optimizer step: `lr` (the schedule's rate at this step, `base_lr` at its
+/// peak) for everything, except `group` when the config gives it its own base rate
+/// `group_base_lr` — which then follows the same schedule (`group_base_lr · lr / base_lr`).
+pub fn scheduled_step<M: Module>(
+    optim: &mut ModuleOptimizer,
+    model: M,
+    grads: GradientsParams,
+    (lr, base_lr): (f64, f64),
+    group: &ParamGroup,
+    group_base_lr: Option<f64>,
+) -> M {
+    match group_base_lr {
+        Some(group_base_lr) => step_with_group(optim, model, grads, lr, group, group_base_lr * lr / base_lr),
+        None => optim.step(lr, model, grads),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,44 +121,70 @@ mod tests {
         prompt: Linear,
     }
 
-    /// Plain SGD: every parameter moves by `−rate · gradient`, with the group's rate for
-    /// the group (checked on the bias, whose gradient is the same for both layers here).
-    #[test]
-    fn each_group_steps_with_its_own_rate() {
+    /// How far plain SGD moved each layer's bias (per element) in one `step`, on a loss
+    /// `sum(body(x)) + sum(prompt(x))` — every bias element has gradient 4, so the move is
+    /// `4 · rate`. The group is the `prompt.` layer.
+    fn bias_moves(
+        step: impl FnOnce(&mut ModuleOptimizer, Two, GradientsParams, &ParamGroup) -> Two,
+    ) -> (Vec<f32>, Vec<f32>) {
         let device = Device::flex().autodiff();
         let model = Two {
             body: LinearConfig::new(3, 3).init(&device),
             prompt: LinearConfig::new(3, 3).init(&device),
         };
-        let before = |m: &Two| {
-            (
-                m.body.bias.as_ref().unwrap().val().into_data(),
-                m.prompt.bias.as_ref().unwrap().val().into_data(),
-            )
+        let biases = |m: &Two| {
+            [&m.body, &m.prompt].map(|layer| {
+                layer
+                    .bias
+                    .as_ref()
+                    .unwrap()
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
+            })
         };
-        let (body0, prompt0) = before(&model);
+        let before = biases(&model);
         let x = Tensor::<2>::random([4, 3], Distribution::Normal(0.0, 1.0), &device);
-        // loss = sum(body(x)) + sum(prompt(x)): each bias gets gradient 4 per element
         let loss = model.body.forward(x.clone()).sum() + model.prompt.forward(x).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let group = ParamGroup::new(&model, &|path| path.starts_with("prompt."));
         assert_eq!(group.len(), 2);
         let mut optim = SgdConfig::new().init();
-        let model = step_with_group(&mut optim, model, grads, 0.1, &group, 0.01);
-        let (body1, prompt1) = before(&model);
-        let delta = |a: burn::tensor::TensorData, b: burn::tensor::TensorData| -> Vec<f32> {
-            a.try_to_vec::<f32>()
-                .unwrap()
-                .iter()
-                .zip(b.try_to_vec::<f32>().unwrap())
-                .map(|(a, b)| a - b)
-                .collect()
-        };
-        for d in delta(body0, body1) {
-            assert!((d - 0.4).abs() < 1e-5, "{d}");
+        let after = biases(&step(&mut optim, model, grads, &group));
+        let [body, prompt] = [0, 1].map(|i| before[i].iter().zip(&after[i]).map(|(b, a)| b - a).collect());
+        (body, prompt)
+    }
+
+    fn assert_all_near(moves: &[f32], expected: f32) {
+        assert_eq!(moves.len(), 3);
+        for &m in moves {
+            assert!((m - expected).abs() < 1e-5, "moved {m}, expected {expected}");
         }
-        for d in delta(prompt0, prompt1) {
-            assert!((d - 0.04).abs() < 1e-5, "{d}");
-        }
+    }
+
+    #[test]
+    fn each_group_steps_with_its_own_rate() {
+        let (body, prompt) =
+            bias_moves(|optim, model, grads, group| step_with_group(optim, model, grads, 0.1, group, 0.01));
+        assert_all_near(&body, 0.4);
+        assert_all_near(&prompt, 0.04);
+    }
+
+    /// The group's own base rate follows the schedule: at a step where the schedule gives
+    /// 0.05 of a 0.5 peak, a group base rate of 0.1 steps at 0.01; without one, the group
+    /// steps with everything else.
+    #[test]
+    fn scheduled_step_scales_the_group_rate_with_the_schedule() {
+        let (body, prompt) = bias_moves(|optim, model, grads, group| {
+            scheduled_step(optim, model, grads, (0.05, 0.5), group, Some(0.1))
+        });
+        assert_all_near(&body, 0.2);
+        assert_all_near(&prompt, 0.04);
+        let (body, prompt) = bias_moves(|optim, model, grads, group| {
+            scheduled_step(optim, model, grads, (0.05, 0.5), group, None)
+        });
+        assert_all_near(&body, 0.2);
+        assert_all_near(&prompt, 0.2);
     }
 }

@@ -23,9 +23,9 @@ use super::evaluate::{EvalOutputs, SegEvalResult, evaluate_volumes, run_label_ta
 use super::loss::{dice_loss, focal_loss};
 use super::sliding::SlidingWindow;
 use crate::checkpoint::{self, TrainState};
-use crate::engine::{Log, Progress, TrainOptions, epoch_seed, finite_loss, optimizer};
+use crate::engine::{EpochMeter, Log, TrainOptions, epoch_seed, finite_loss, optimizer};
 use crate::error::TrainError;
-use crate::groups::{ParamGroup, step_with_group};
+use crate::groups::{ParamGroup, scheduled_step};
 use crate::schedule::learning_rate;
 
 /// What a segmentation run produced.
@@ -210,9 +210,15 @@ pub fn train_segmentation(
     let mut val = None;
     for epoch in start_epoch..last_epoch {
         ept_backend::seed_everything(&device, epoch_seed(config.train.seed, epoch));
-        let epoch_start = Instant::now();
-        let mut loss_sum = 0f64;
-        for (i, batch) in loader.epoch(epoch as u64).enumerate() {
+        let mut meter = EpochMeter::start(
+            epoch,
+            config.train.epochs,
+            steps_per_epoch,
+            config.train.batch_size,
+            "crops",
+            options.quiet,
+        );
+        for batch in loader.epoch(epoch as u64) {
             let batch = batch?;
             let labels = run_labels(&batch, &table, &device);
             let images = batch.into_device(&device).images;
@@ -224,36 +230,24 @@ pub fn train_segmentation(
             }
             let value = finite_loss(&loss, epoch, step, lr, &run_dir)?;
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = match config.train.lr_prompts {
-                Some(prompt_lr) => {
-                    let prompt_lr = prompt_lr * lr / base_lr;
-                    step_with_group(&mut optim, model, grads, lr, &prompt_group, prompt_lr)
-                }
-                None => optim.step(lr, model, grads),
-            };
-            loss_sum += value as f64;
+            model = scheduled_step(
+                &mut optim,
+                model,
+                grads,
+                (lr, base_lr),
+                &prompt_group,
+                config.train.lr_prompts,
+            );
             step += 1;
-            log.write(json!({"event": "step", "epoch": epoch, "step": step, "loss": value, "lr": lr}))?;
-            if !options.quiet {
-                let progress = Progress {
-                    epoch,
-                    epochs: config.train.epochs,
-                    done: i + 1,
-                    steps: steps_per_epoch,
-                };
-                progress.print(value, lr, config.train.batch_size, epoch_start, "crops");
-            }
+            meter.record(&mut log, step, value, lr)?;
         }
-        if !options.quiet {
-            eprintln!();
-        }
+        meter.end_line();
         let evaluate_now = config.train.eval_every > 0 && (epoch + 1) % config.train.eval_every == 0;
         if evaluate_now && let Some(r) = evaluate_val(&model)? {
             log.write(json!({"event": "eval", "split": "val", "epoch": epoch, "mean_dice": r.mean_dice, "per_class": r.per_class}))?;
             val = Some(r);
         }
-        log.write(json!({"event": "epoch", "epoch": epoch, "step": step,
-            "mean_loss": loss_sum / steps_per_epoch.max(1) as f64, "seconds": epoch_start.elapsed().as_secs_f64()}))?;
+        meter.write_epoch(&mut log, step)?;
         checkpoint::save_with(
             &run_dir,
             &optim,
