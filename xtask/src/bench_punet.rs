@@ -24,7 +24,7 @@ fn step_seconds(spec: &DeviceSpec, method: &SegMethodConfig, reps: usize) -> any
     let mut model = Some(TunedPunet::new(punet, method, vec![1], &device)?);
     let images = Tensor::<5>::random([BATCH, 1, SIZE, SIZE, 1], Distribution::Normal(0.0, 1.0), &device);
     let labels: Vec<i64> = (0..BATCH * SIZE * SIZE)
-        .map(|i| ((i / SIZE) % 3 == 0) as i64)
+        .map(|i| (i / SIZE).is_multiple_of(3) as i64)
         .collect();
     let labels = Tensor::<4, Int>::from_data(TensorData::new(labels, [BATCH, SIZE, SIZE, 1]), &device);
     let mut optim = AdamWConfig::new().with_weight_decay(1e-2).init();

@@ -12,5 +12,5 @@ pub mod layers;
 pub mod unet;
 pub mod vit;
 
-pub use checkpoint::{CheckpointError, LoadReport};
+pub use checkpoint::{CheckpointError, KeyMismatch, LoadReport};
 pub use vit::{AttentionWeights, NoHooks, Vit, VitConfig, VitError, VitHooks};

@@ -52,7 +52,7 @@ pub fn run(args: &SampleArgs) -> anyhow::Result<()> {
     options.test = args.test.as_ref().map(|t| source(t, args));
     options.shots = args.shots.clone();
     options.seeds = args.seeds.0.clone();
-    options.grouping = args.grouping.clone();
+    options.grouping = args.grouping;
     print!("{}", ept_data::sample_cmd::run(&options)?);
     Ok(())
 }

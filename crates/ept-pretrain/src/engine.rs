@@ -168,7 +168,7 @@ pub fn pretrain(
             p_fg: config.data.p_fg,
             samples_per_volume: config.data.samples_per_volume,
         },
-        config.data.augment.clone(),
+        config.data.augment,
         VolumeLoaderOptions {
             batch_size: config.train.batch_size,
             mode: LoaderMode::Train,

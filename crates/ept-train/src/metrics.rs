@@ -282,12 +282,14 @@ pub fn principal_components(features: &[Vec<f32>], k: usize) -> (Vec<Vec<f64>>, 
     let mut cov = vec![vec![0f64; dim]; dim];
     for x in features {
         let c: Vec<f64> = (0..dim).map(|d| x[d] as f64 - mean[d]).collect();
-        for i in 0..dim {
+        for (i, row) in cov.iter_mut().enumerate() {
             for j in i..dim {
-                cov[i][j] += c[i] * c[j];
+                row[j] += c[i] * c[j];
             }
         }
     }
+    // Scale the upper triangle and mirror it: both indices address `cov`.
+    #[allow(clippy::needless_range_loop)]
     for i in 0..dim {
         for j in i..dim {
             cov[i][j] /= (n - 1) as f64;

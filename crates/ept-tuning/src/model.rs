@@ -94,7 +94,7 @@ impl TunedVit {
                 scale,
                 dropout,
             } => {
-                if *reduction == 0 || dim % reduction != 0 {
+                if *reduction == 0 || !dim.is_multiple_of(*reduction) {
                     return Err(TuningError::Invalid(format!(
                         "adapter: reduction {reduction} must divide the width {dim}"
                     )));

@@ -7,4 +7,4 @@ pub mod report;
 pub mod store;
 
 pub use read::{CheckpointFormat, RawCheckpoint, read_checkpoint};
-pub use report::{CheckpointError, LoadReport, ShapeMismatch};
+pub use report::{CheckpointError, KeyMismatch, LoadReport, ShapeMismatch};

@@ -32,20 +32,26 @@ pub enum CheckpointError {
     },
     #[error("checkpoint {} is unreadable: {reason}", path.display())]
     Corrupt { path: PathBuf, reason: String },
-    #[error(
-        "checkpoint {} does not fit model {model} ({naming} key naming detected): {}. \
-         Is it a checkpoint of another architecture or size?",
-        path.display(),
-        describe_mismatch(missing, unexpected, mismatched)
-    )]
-    Mismatch {
-        path: PathBuf,
-        model: String,
-        naming: String,
-        missing: Vec<String>,
-        unexpected: Vec<String>,
-        mismatched: Vec<ShapeMismatch>,
-    },
+    /// Boxed: the lists would make every `Result<_, CheckpointError>` large.
+    #[error(transparent)]
+    Mismatch(Box<KeyMismatch>),
+}
+
+/// A checkpoint whose tensor names or shapes do not fit the model.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "checkpoint {} does not fit model {model} ({naming} key naming detected): {}. \
+     Is it a checkpoint of another architecture or size?",
+    path.display(),
+    describe_mismatch(missing, unexpected, mismatched)
+)]
+pub struct KeyMismatch {
+    pub path: PathBuf,
+    pub model: String,
+    pub naming: String,
+    pub missing: Vec<String>,
+    pub unexpected: Vec<String>,
+    pub mismatched: Vec<ShapeMismatch>,
 }
 
 /// At most this many names are printed per list; the rest are counted.

@@ -45,7 +45,7 @@ pub struct Attention {
 impl AttentionConfig {
     pub fn init(&self, device: &Device) -> Attention {
         assert!(
-            self.num_heads > 0 && self.dim % self.num_heads == 0,
+            self.num_heads > 0 && self.dim.is_multiple_of(self.num_heads),
             "attention: dim {} is not divisible by {} heads (checked by VitConfig::validate)",
             self.dim,
             self.num_heads

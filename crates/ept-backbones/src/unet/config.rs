@@ -180,7 +180,7 @@ impl PunetConfig {
         if self.tokens_per_class == 0 || self.class_slots < 2 {
             return Err("tokens_per_class must be ≥ 1 and class_slots ≥ 2".into());
         }
-        if !(self.sigma > 0.0) {
+        if self.sigma.is_nan() || self.sigma <= 0.0 {
             return Err(format!("sigma must be positive, not {}", self.sigma));
         }
         if self.in_channels == 0 || self.fixed_outputs < 2 {

@@ -122,13 +122,13 @@ impl VitConfig {
     /// Check that the numbers describe a buildable model.
     pub fn validate(&self) -> Result<(), VitError> {
         let fail = |m: String| Err(VitError::Invalid(m));
-        if self.patch_size == 0 || self.img_size == 0 || self.img_size % self.patch_size != 0 {
+        if self.patch_size == 0 || self.img_size == 0 || !self.img_size.is_multiple_of(self.patch_size) {
             return fail(format!(
                 "img_size {} must be a positive multiple of patch_size {}",
                 self.img_size, self.patch_size
             ));
         }
-        if self.num_heads == 0 || self.embed_dim % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.embed_dim.is_multiple_of(self.num_heads) {
             return fail(format!(
                 "embed_dim {} must be divisible by num_heads {}",
                 self.embed_dim, self.num_heads
@@ -137,7 +137,7 @@ impl VitConfig {
         if self.depth == 0 || self.in_chans == 0 {
             return fail("depth and in_chans must be at least 1".into());
         }
-        if !(self.mlp_ratio > 0.0) {
+        if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 {
             return fail(format!("mlp_ratio {} must be positive", self.mlp_ratio));
         }
         Ok(())

@@ -24,7 +24,9 @@ use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter, bri
 use ept_backend::resample::{ResizeMode, resize_planes};
 
 use super::model::Vit;
-use crate::checkpoint::{CheckpointError, LoadReport, RawCheckpoint, ShapeMismatch, read_checkpoint};
+use crate::checkpoint::{
+    CheckpointError, KeyMismatch, LoadReport, RawCheckpoint, ShapeMismatch, read_checkpoint,
+};
 
 /// Key naming convention of a ViT checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,21 +95,21 @@ fn mmcls_to_timm(key: &str) -> String {
             return format!("head.{rest}");
         }
     }
-    if let Some(rest) = key.strip_prefix("layers.") {
-        if let Some((index, inner)) = rest.split_once('.') {
-            let renamed = [
-                ("ln1.", "norm1."),
-                ("ln2.", "norm2."),
-                ("attn.qkv.", "attn.qkv."),
-                ("attn.proj.", "attn.proj."),
-                ("ffn.layers.0.0.", "mlp.fc1."),
-                ("ffn.layers.1.", "mlp.fc2."),
-            ]
-            .iter()
-            .find_map(|(from, to)| inner.strip_prefix(from).map(|p| format!("{to}{p}")));
-            if let Some(inner) = renamed {
-                return format!("blocks.{index}.{inner}");
-            }
+    if let Some(rest) = key.strip_prefix("layers.")
+        && let Some((index, inner)) = rest.split_once('.')
+    {
+        let renamed = [
+            ("ln1.", "norm1."),
+            ("ln2.", "norm2."),
+            ("attn.qkv.", "attn.qkv."),
+            ("attn.proj.", "attn.proj."),
+            ("ffn.layers.0.0.", "mlp.fc1."),
+            ("ffn.layers.1.", "mlp.fc2."),
+        ]
+        .iter()
+        .find_map(|(from, to)| inner.strip_prefix(from).map(|p| format!("{to}{p}")));
+        if let Some(inner) = renamed {
+            return format!("blocks.{index}.{inner}");
         }
     }
     key.to_string()
@@ -248,14 +250,14 @@ impl Vit {
             })
             .collect();
         if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
-            return Err(CheckpointError::Mismatch {
+            return Err(CheckpointError::Mismatch(Box::new(KeyMismatch {
                 path: path.to_path_buf(),
                 model: model_name.to_string(),
                 naming: naming.as_str().to_string(),
                 missing,
                 unexpected,
                 mismatched,
-            });
+            })));
         }
 
         let loaded: Vec<String> = tensors.keys().cloned().collect();

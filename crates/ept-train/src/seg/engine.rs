@@ -148,7 +148,7 @@ pub fn train_segmentation(
         set.clone(),
         train_volumes.clone(),
         config.data.sampling,
-        config.data.augment.clone(),
+        config.data.augment,
         VolumeLoaderOptions {
             batch_size: config.train.batch_size,
             mode: LoaderMode::Train,

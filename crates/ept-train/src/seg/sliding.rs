@@ -223,7 +223,7 @@ mod tests {
             let window = SlidingWindow { roi, overlap, blend, batch };
             let device = Device::flex();
             let out = window
-                .infer(&volume, 2, &device, |x| Ok::<_, ()>(x))
+                .infer(&volume, 2, &device, Ok::<_, ()>)
                 .unwrap();
             prop_assert_eq!(out, volume);
         }
