@@ -13,7 +13,8 @@
 //! methods are held to), `ept_length` (EPT steps at L = 1, 10, 100, 1000), `loader`
 //! (decoded + augmented images/s). Every line carries `max_rss_mb`, the peak resident
 //! memory during that measurement. `--peer` / `--compare` run the PyTorch peer beside
-//! (see `peer`).
+//! (see `peer`); `--rounds N` repeats ours-then-peer N times and, with `--compare`, adds a
+//! table of each round's ratio and their median.
 
 use std::time::Instant;
 
@@ -71,6 +72,11 @@ pub struct BenchArgs {
     /// Run the peer and print a side-by-side table with ratios (implies --peer).
     #[arg(long)]
     compare: bool,
+    /// Repeat ours-then-peer this many times; with --compare, a table of each round's
+    /// ratio and their median follows the per-round tables (robust to a machine whose
+    /// speed drifts during the run).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
     /// Matmul compute precision of ept's side: f32, bf16 or f16 (f32 master tensors;
     /// see ept_backend::precision). On a CPU the peer runs f32, the targets' yardstick;
     /// on a GPU it runs the same precision (autocast), as the GPU target asks.
@@ -188,56 +194,83 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         let spec: DeviceSpec = spec.parse()?;
         spec.check_available()?;
         ept_backend::set_precision(args.precision, spec.backend)?;
-        let run = Run {
-            args,
-            spec,
-            config: VitConfig::from_name(&args.model)?,
-            reps,
-            threads,
-            lines: Default::default(),
-        };
-        let context = || format!("benchmarks on {spec}");
         if groups.iter().all(|g| ["loader", "isa"].contains(g)) {
             break;
         }
-        if groups.contains(&"gemm") {
-            gemm_bench(&run);
-        }
-        if groups.contains(&"vit") {
-            vit_benches(&run).with_context(context)?;
-        }
-        if groups.contains(&"layers") {
-            crate::bench_layers::layer_benches(&run).with_context(context)?;
-        }
-        if groups.contains(&"methods") {
-            method_benches(&run).with_context(context)?;
-        }
-        if groups.contains(&"ept_length") {
-            ept_length_benches(&run).with_context(context)?;
-        }
-        if groups.contains(&"punet") {
-            crate::bench_punet::punet_benches(&spec, run.reps, threads, args.json).with_context(context)?;
-        }
-        let ours = run.lines.into_inner();
-        if args.peer || args.compare {
-            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let peer_run = crate::peer::PeerRun {
-                groups: &groups,
-                model: &args.model,
-                batch: args.batch,
-                reps,
-                threads,
-                quick: args.quick,
-                spec,
-                precision: args.precision,
+        let mut rounds = Vec::new();
+        for round in 1..=args.rounds {
+            let label = if args.rounds > 1 {
+                format!(", round {round} of {}", args.rounds)
+            } else {
+                String::new()
             };
-            let theirs = crate::peer::run(&root, &peer_run)?;
-            if args.compare {
-                eprintln!("\n{spec}:\n{}", crate::peer::compare_table(&ours, &theirs));
+            let ours = run_groups(args, spec, &groups, reps, threads)?;
+            if args.peer || args.compare {
+                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+                let peer_run = crate::peer::PeerRun {
+                    groups: &groups,
+                    model: &args.model,
+                    batch: args.batch,
+                    reps,
+                    threads,
+                    quick: args.quick,
+                    spec,
+                    precision: args.precision,
+                };
+                let theirs = crate::peer::run(&root, &peer_run)?;
+                if args.compare {
+                    eprintln!("\n{spec}{label}:\n{}", crate::peer::compare_table(&ours, &theirs));
+                }
+                rounds.push((ours, theirs));
             }
+        }
+        if args.compare && args.rounds > 1 {
+            eprintln!(
+                "\n{spec}, {} rounds:\n{}",
+                args.rounds,
+                crate::peer::rounds_table(&rounds)
+            );
         }
     }
     Ok(())
+}
+
+/// One pass of ours over the model groups on `spec`: the JSON lines it reported.
+fn run_groups(
+    args: &BenchArgs,
+    spec: DeviceSpec,
+    groups: &[&str],
+    reps: usize,
+    threads: usize,
+) -> anyhow::Result<Vec<Value>> {
+    let run = Run {
+        args,
+        spec,
+        config: VitConfig::from_name(&args.model)?,
+        reps,
+        threads,
+        lines: Default::default(),
+    };
+    let context = || format!("benchmarks on {spec}");
+    if groups.contains(&"gemm") {
+        gemm_bench(&run);
+    }
+    if groups.contains(&"vit") {
+        vit_benches(&run).with_context(context)?;
+    }
+    if groups.contains(&"layers") {
+        crate::bench_layers::layer_benches(&run).with_context(context)?;
+    }
+    if groups.contains(&"methods") {
+        method_benches(&run).with_context(context)?;
+    }
+    if groups.contains(&"ept_length") {
+        ept_length_benches(&run).with_context(context)?;
+    }
+    if groups.contains(&"punet") {
+        crate::bench_punet::punet_benches(&spec, run.reps, threads, args.json).with_context(context)?;
+    }
+    Ok(run.lines.into_inner())
 }
 
 /// Decoded + augmented images per second at 224 px (synthetic 512-px PNGs through the

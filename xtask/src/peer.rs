@@ -140,29 +140,52 @@ fn key(line: &Value) -> (String, String) {
     )
 }
 
+/// One workload measured on both sides: its table name and the two lines.
+struct Pair<'a> {
+    name: String,
+    ours: &'a Value,
+    theirs: &'a Value,
+}
+
+/// Our lines that have a peer line, in our order, each with the peer's.
+fn pairs<'a>(ours: &'a [Value], peer: &'a [Value]) -> Vec<Pair<'a>> {
+    ours.iter()
+        .filter_map(|line| {
+            let wanted = peer_key(line);
+            let theirs = peer.iter().find(|p| key(p) == wanted)?;
+            let (bench, method) = key(line);
+            let name = if method.is_empty() {
+                bench
+            } else {
+                format!("{bench} {method}")
+            };
+            let name = if wanted.1 != method {
+                format!("{name} (vs {})", wanted.1)
+            } else {
+                name
+            };
+            Some(Pair {
+                name,
+                ours: line,
+                theirs,
+            })
+        })
+        .collect()
+}
+
+fn seconds(line: &Value) -> Option<f64> {
+    line["median_s"].as_f64()
+}
+
 /// The side-by-side table (markdown) of our lines against the peer's.
 pub fn compare_table(ours: &[Value], peer: &[Value]) -> String {
     let mut out = String::from(
         "| workload | ours (s) | PyTorch (s) | ours / PyTorch | ours peak RSS (MB) | PyTorch peak RSS (MB) |\n\
          | --- | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for line in ours {
-        let wanted = peer_key(line);
-        let Some(theirs) = peer.iter().find(|p| key(p) == wanted) else {
+    for pair in pairs(ours, peer) {
+        let (Some(a), Some(b)) = (seconds(pair.ours), seconds(pair.theirs)) else {
             continue;
-        };
-        let (a, b) = (line["median_s"].as_f64(), theirs["median_s"].as_f64());
-        let (Some(a), Some(b)) = (a, b) else { continue };
-        let (bench, method) = key(line);
-        let name = if method.is_empty() {
-            bench
-        } else {
-            format!("{bench} {method}")
-        };
-        let name = if wanted.1 != key(line).1 {
-            format!("{name} (vs {})", wanted.1)
-        } else {
-            name
         };
         let rss = |v: &Value| {
             v["max_rss_mb"]
@@ -170,10 +193,51 @@ pub fn compare_table(ours: &[Value], peer: &[Value]) -> String {
                 .map_or("–".to_string(), |m| format!("{m:.0}"))
         };
         out.push_str(&format!(
-            "| {name} | {a:.3} | {b:.3} | {:.2} | {} | {} |\n",
+            "| {} | {a:.3} | {b:.3} | {:.2} | {} | {} |\n",
+            pair.name,
             a / b,
-            rss(line),
-            rss(theirs)
+            rss(pair.ours),
+            rss(pair.theirs)
+        ));
+    }
+    out
+}
+
+/// Several rounds of ours-then-peer (`--rounds`), one ratio per round and workload: each
+/// round's ratio is a side-by-side measurement of its own, and their median is robust to
+/// a machine whose speed drifts over the minutes a round takes.
+pub fn rounds_table(rounds: &[(Vec<Value>, Vec<Value>)]) -> String {
+    let mut out = String::from(
+        "| workload | ours / PyTorch, each round | median | min | max |\n| --- | --- | ---: | ---: | ---: |\n",
+    );
+    let Some((first_ours, first_peer)) = rounds.first() else {
+        return out;
+    };
+    for pair in pairs(first_ours, first_peer) {
+        let mut ratios: Vec<f64> = rounds
+            .iter()
+            .filter_map(|(ours, peer)| {
+                let pair = pairs(ours, peer).into_iter().find(|p| p.name == pair.name)?;
+                Some(seconds(pair.ours)? / seconds(pair.theirs)?)
+            })
+            .collect();
+        let each = ratios
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = if n % 2 == 1 {
+            ratios[n / 2]
+        } else {
+            (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+        };
+        out.push_str(&format!(
+            "| {} | {each} | {median:.2} | {:.2} | {:.2} |\n",
+            pair.name,
+            ratios[0],
+            ratios[n - 1]
         ));
     }
     out
@@ -211,5 +275,24 @@ mod tests {
             "{table}"
         );
         assert!(!table.contains("lora"), "no peer line, no row: {table}");
+    }
+
+    #[test]
+    fn rounds_table_takes_the_median_of_each_rounds_own_ratio() {
+        let round = |ours_s: f64, peer_s: f64| {
+            (
+                vec![json!({"bench": "train_step", "method": "ept", "median_s": ours_s})],
+                vec![json!({"bench": "train_step", "method": "ept_reference", "median_s": peer_s})],
+            )
+        };
+        // Per-round ratios 0.80, 1.00, 0.90 (round 2: the machine slowed down for both).
+        let rounds = [round(1.6, 2.0), round(3.0, 3.0), round(1.8, 2.0)];
+        let table = rounds_table(&rounds);
+        assert!(
+            table.contains("| train_step ept (vs ept_reference) | 0.80, 1.00, 0.90 | 0.90 | 0.80 | 1.00 |"),
+            "{table}"
+        );
+        let even = rounds_table(&rounds[..2]);
+        assert!(even.contains("| 0.80, 1.00 | 0.90 | 0.80 | 1.00 |"), "{even}");
     }
 }
