@@ -74,7 +74,8 @@ pub struct BenchArgs {
     compare: bool,
     /// Repeat ours-then-peer this many times; with --compare, a table of each round's
     /// ratio and their median follows the per-round tables (robust to a machine whose
-    /// speed drifts during the run).
+    /// speed drifts during the run). Peak RSS: read round 1's; later rounds' include what
+    /// the allocator kept from earlier rounds.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     rounds: u32,
     /// Matmul compute precision of ept's side: f32, bf16 or f16 (f32 master tensors;
