@@ -198,6 +198,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         if groups.iter().all(|g| ["loader", "isa"].contains(g)) {
             break;
         }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let peer_run = crate::peer::PeerRun {
+            groups: &groups,
+            model: &args.model,
+            batch: args.batch,
+            reps,
+            threads,
+            quick: args.quick,
+            spec,
+            precision: args.precision,
+        };
         let mut rounds = Vec::new();
         for round in 1..=args.rounds {
             let label = if args.rounds > 1 {
@@ -207,17 +218,6 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             };
             let ours = run_groups(args, spec, &groups, reps, threads)?;
             if args.peer || args.compare {
-                let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-                let peer_run = crate::peer::PeerRun {
-                    groups: &groups,
-                    model: &args.model,
-                    batch: args.batch,
-                    reps,
-                    threads,
-                    quick: args.quick,
-                    spec,
-                    precision: args.precision,
-                };
                 let theirs = crate::peer::run(&root, &peer_run)?;
                 if args.compare {
                     eprintln!("\n{spec}{label}:\n{}", crate::peer::compare_table(&ours, &theirs));

@@ -221,6 +221,9 @@ pub fn rounds_table(rounds: &[(Vec<Value>, Vec<Value>)]) -> String {
                 Some(seconds(pair.ours)? / seconds(pair.theirs)?)
             })
             .collect();
+        if ratios.is_empty() {
+            continue;
+        }
         let each = ratios
             .iter()
             .map(|r| format!("{r:.2}"))

@@ -239,15 +239,12 @@ impl EpochMeter {
         }
     }
 
-    /// Mean training loss over the epoch's steps.
-    pub(crate) fn mean_loss(&self) -> f64 {
-        self.loss_sum / self.steps.max(1) as f64
-    }
-
-    /// The epoch's closing `epoch` record: mean loss and seconds since [`EpochMeter::start`].
+    /// The epoch's closing `epoch` record: mean loss over its steps and seconds since
+    /// [`EpochMeter::start`].
     pub(crate) fn write_epoch(&self, log: &mut Log, step: usize) -> Result<(), TrainError> {
+        let mean_loss = self.loss_sum / self.steps.max(1) as f64;
         log.write(
-            json!({"event": "epoch", "epoch": self.epoch, "step": step, "mean_loss": self.mean_loss(),
+            json!({"event": "epoch", "epoch": self.epoch, "step": step, "mean_loss": mean_loss,
             "seconds": self.started.elapsed().as_secs_f64()}),
         )
     }
