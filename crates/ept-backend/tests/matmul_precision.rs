@@ -2,9 +2,10 @@
 //! functions agree with the `half` crate's conversions bit for bit, and a reduced-
 //! precision matmul equals an f64 product of operands rounded by `half` — for plain,
 //! transposed and broadcast-batched operands, and for f16 operands far outside half's
-//! range, which the per-operand power-of-two scaling must carry through. On a CPU with
-//! AMX-BF16 the bf16 products run on the AMX kernel, elsewhere on the rounding
-//! emulation; both must meet the same reference.
+//! range, which the per-operand power-of-two scaling must carry through. bf16 products
+//! run on the AMX kernel (Intel CPUs with AMX-BF16), the AVX512-BF16 kernel (AMD CPUs
+//! with AVX512-BF16) or the rounding emulation (elsewhere); each must meet the same
+//! reference, and this test checks whichever this CPU runs.
 //!
 //! One test function: the precision is process-wide, so nothing else in this binary
 //! may run a matmul concurrently.

@@ -98,10 +98,10 @@ pub fn matmul(lhs: FlexTensor, rhs: FlexTensor) -> FlexTensor {
 
     match lhs.dtype() {
         // ept patch: f32 products at the process's matmul precision (bf16/f16 operands).
-        // On AMX, bf16 products run natively in `gemm_call` (no rounded copies).
+        // On native bf16 hardware they run in `gemm_call` (no rounded copies).
         DType::F32 => match super::matmul_precision::matmul_precision() {
             super::matmul_precision::MatmulPrecision::F32 => matmul_gemm::<f32>(lhs, rhs),
-            _ if amx_bf16_active() => matmul_gemm::<f32>(lhs, rhs),
+            _ if native_bf16_kernel().is_some() => matmul_gemm::<f32>(lhs, rhs),
             reduced => super::matmul_precision::matmul_reduced(lhs, rhs, reduced, matmul_gemm::<f32>),
         },
         DType::F64 => matmul_gemm::<f64>(lhs, rhs),
@@ -295,10 +295,10 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
     let (lhs_row_stride, lhs_col_stride) = get_2d_strides(lhs.layout());
     let (rhs_row_stride, _) = get_2d_strides(rhs.layout());
-    // ept patch: see TRANSPOSED_RHS_COPY_MIN_ROWS. The AMX kernel packs each element
-    // once whatever the layout, so it takes the strided operand as it is.
-    let amx = T::dtype() == DType::F32 && amx_bf16_active();
-    let rhs = if rhs_row_stride == 1 && k > 1 && n > 1 && m >= TRANSPOSED_RHS_COPY_MIN_ROWS && !amx {
+    // ept patch: see TRANSPOSED_RHS_COPY_MIN_ROWS. The native bf16 kernels pack each
+    // element once whatever the layout, so they take the strided operand as it is.
+    let native_bf16 = T::dtype() == DType::F32 && native_bf16_kernel().is_some();
+    let rhs = if rhs_row_stride == 1 && k > 1 && n > 1 && m >= TRANSPOSED_RHS_COPY_MIN_ROWS && !native_bf16 {
         row_major_copy(rhs)
     } else {
         rhs
@@ -320,9 +320,9 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     // buffer is not zero-filled first; only raw pointers touch it before `set_len`.
     let len = m * n;
     let mut out: Vec<T> = Vec::with_capacity(len);
-    // The right operand's buffer: a product on AMX tiles caches its packed form (frozen
+    // The right operand's buffer: a native bf16 product caches its packed form (frozen
     // weights are packed once, not every batch).
-    let rhs_source = amx.then(|| rhs.data_arc());
+    let rhs_source = native_bf16.then(|| rhs.data_arc());
     unsafe {
         gemm_call(
             m,
@@ -346,22 +346,26 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     FlexTensor::new(Bytes::from_elems(out), Layout::contiguous(out_shape), T::dtype())
 }
 
-/// ept patch: whether f32 products run on AMX tiles now (bf16 precision on a CPU that
-/// has them). The one place that decides; `matmul` and `gemm_call` both ask it.
-fn amx_bf16_active() -> bool {
-    #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    {
-        super::matmul_precision::matmul_precision() == super::matmul_precision::MatmulPrecision::Bf16
-            && super::amx::available()
-    }
-    #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
-    {
-        false
+/// ept patch: the native kernel f32 products run on now (bf16 precision on a CPU with
+/// bf16 hardware that beats the emulation; see `bf16_gemm::native_kernel`). The one
+/// place that decides; `matmul` and `gemm_call` both ask it.
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+fn native_bf16_kernel() -> Option<super::bf16_gemm::Kernel> {
+    if super::matmul_precision::matmul_precision() == super::matmul_precision::MatmulPrecision::Bf16 {
+        super::bf16_gemm::native_kernel()
+    } else {
+        None
     }
 }
 
+/// ept patch: no native bf16 kernels off x86-64 (bf16 products use the emulation).
+#[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+fn native_bf16_kernel() -> Option<()> {
+    None
+}
+
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
-/// ept patch: f32 products at bf16 precision go to the AMX kernel when it is available.
+/// ept patch: f32 products at bf16 precision go to the native bf16 kernel when there is one.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_call<T: GemmScalar>(
@@ -381,13 +385,13 @@ unsafe fn gemm_call<T: GemmScalar>(
     parallelism: gemm::Parallelism,
 ) {
     #[cfg(all(feature = "std", target_arch = "x86_64"))]
-    if T::dtype() == DType::F32 && amx_bf16_active() {
+    if let Some(kernel) = native_bf16_kernel().filter(|_| T::dtype() == DType::F32) {
         let parallel = !matches!(parallelism, gemm::Parallelism::None);
         // SAFETY: T is f32 (checked above); strides, extents and `rhs_source` are the
         // caller's.
         unsafe {
-            super::amx::gemm_bf16(
-                m, n, k, out as *mut f32, out_cs, out_rs, lhs as *const f32, lhs_cs, lhs_rs,
+            super::bf16_gemm::gemm_bf16(
+                kernel, m, n, k, out as *mut f32, out_cs, out_rs, lhs as *const f32, lhs_cs, lhs_rs,
                 rhs as *const f32, rhs_cs, rhs_rs, rhs_source, parallel,
             );
         }

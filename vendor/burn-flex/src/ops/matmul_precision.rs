@@ -6,14 +6,16 @@
 //! rounded to bf16 or f16, and summed in f32 — the arithmetic of a bf16/f16 GEMM with
 //! f32 accumulation (AMX, tensor cores, `vdpbf16ps`).
 //!
-//! On x86-64 CPUs with AMX-BF16, bf16 products run natively: `ops::amx` packs the
-//! operands into bf16 tiles and multiplies them with `tdpbf16ps` (f32 accumulation),
-//! several times faster than the f32 GEMM. Everywhere else (and always for f16) the
+//! On x86-64 CPUs with bf16 hardware that beats the f32 GEMM, bf16 products run
+//! natively: `ops::bf16_gemm` packs the operands into bf16 tiles and multiplies them on
+//! AMX tiles (`tdpbf16ps`, Intel Sapphire Rapids and later, several times the f32 rate)
+//! or with AVX512-BF16's `vdpbf16ps` (AMD Zen 4 and later, twice the f32 multiply-adds
+//! per cycle), both with f32 accumulation. Everywhere else (and always for f16) the
 //! operands are rounded into f32 copies (a bf16 or f16 number is exactly representable
 //! in f32, and a product of two is exact in f32's 24-bit significand), so the f32 GEMM
 //! computes exactly those products: the same numerics at the f32 GEMM's speed plus one
-//! rounding pass (without AMX, AVX512-BF16's `vdpbf16ps` runs at half the f32 FMA rate,
-//! so a bf16 GEMM could not be faster).
+//! rounding pass (Intel cores without AMX issue `vdpbf16ps` at half the FMA rate, so a
+//! bf16 GEMM could not be faster there).
 //!
 //! f16 has 5 exponent bits, so each f16 operand is first multiplied by a power of two
 //! that puts its largest magnitude in `[2^14, 2^15)` (exact in f32) and the product is

@@ -118,12 +118,17 @@ pub mod mask;
 pub mod matmul;
 // ept patch: bf16/f16 compute for f32 matmuls (`set_matmul_precision`).
 pub mod matmul_precision;
-// ept patch: derived forms of frozen matmul operands, cached (AMX tiles, transposed copies).
+// ept patch: derived forms of frozen matmul operands, cached (packed bf16 tiles, transposed copies).
 #[cfg(feature = "std")]
 pub(crate) mod operand_cache;
-// ept patch: bf16 GEMM on AMX tiles for `MatmulPrecision::Bf16`.
+// ept patch: bf16 GEMM on native bf16 hardware for `MatmulPrecision::Bf16`: the packed
+// tiles and driver, and the block kernels for AMX tiles and AVX512-BF16 vectors.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
 pub(crate) mod amx;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub(crate) mod avx512_bf16;
+#[cfg(all(feature = "std", target_arch = "x86_64"))]
+pub(crate) mod bf16_gemm;
 mod module;
 pub mod pool;
 mod qtensor;

@@ -1,7 +1,7 @@
 //! Derived forms of matmul operands kept for reuse (ept patch).
 //!
 //! A frozen weight multiplies every batch: forward as `W`, backward as the transposed view
-//! `Wᵀ`. Whatever a product derives from such an operand — AMX's packed bf16 tiles, the
+//! `Wᵀ`. Whatever a product derives from such an operand — the packed bf16 tiles of `bf16_gemm`, the
 //! row-major copy of a transposed f32 weight — is the same every call, and deriving it
 //! afresh each time cost several milliseconds per ViT block. An [`OperandCache`] keeps
 //! the derived form keyed by the buffer it came from and the view read from it.
