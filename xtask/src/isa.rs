@@ -3,7 +3,9 @@
 //! into f32) and AVX512-FP16 `vfmadd231ph` (f16 into f16) — each measured with 12
 //! independent accumulators, so throughput, not latency, bounds it. This is the
 //! evidence for what reduced precision can and cannot buy on a given machine: where
-//! `vdpbf16ps` peaks below `vfmadd231ps` (no AMX), a bf16 GEMM cannot beat an f32 one.
+//! `vdpbf16ps` issues at half the rate of `vfmadd231ps` (Intel), a bf16 GEMM on it
+//! cannot beat an f32 one (only AMX can); where it issues as fast (AMD Zen 4), its
+//! doubled multiply-adds are what burn-flex's AVX512-BF16 kernel runs on.
 //! Instructions the CPU lacks (per `/proc/cpuinfo`) are skipped.
 
 use std::time::Instant;
