@@ -142,9 +142,12 @@ pub unsafe fn block_kernel(a0: *const u32, a1: *const u32, b0: *const u32, b1: *
 
 /// Run `f` on this thread with the tile configuration loaded; the tile state is
 /// released afterwards.
-pub fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
+///
+/// # Safety
+/// [`available`] must be true (the tile instructions fault otherwise).
+pub unsafe fn with_tiles<R>(f: impl FnOnce() -> R) -> R {
     let config = TileConfig::full();
-    // SAFETY: `available()` (the caller's contract for using the kernel) granted the tile state.
+    // SAFETY: the caller's contract: the CPU has AMX and the OS granted the tile state.
     unsafe { core::arch::asm!("ldtilecfg [{}]", in(reg) config.0.as_ptr(), options(nostack)) };
     let result = f();
     unsafe { core::arch::asm!("tilerelease", options(nostack)) };

@@ -19,12 +19,13 @@ use core::arch::x86_64::{
     _mm512_storeu_ps,
 };
 
+use super::bf16_gemm::{TILE, TILE_WORDS};
+
 /// Rows of C per register band.
 const BAND_ROWS: usize = 8;
-/// u32 words (bf16 pairs) in one packed tile row; also pair rows per tile.
-const TILE_WORDS_PER_ROW: usize = 16;
-/// u32 words in one packed tile.
-const TILE_WORDS: usize = TILE_WORDS_PER_ROW * TILE_WORDS_PER_ROW;
+/// u32 words (bf16 pairs) in one packed tile row (A: 16 pairs of one row; B: the pair
+/// of 16 columns), and pair rows per tile: 16, one zmm of words.
+const TILE_WORDS_PER_ROW: usize = TILE;
 
 /// Whether this CPU executes AVX512-BF16 (checked once by the standard library).
 pub fn available() -> bool {

@@ -27,7 +27,7 @@ const TILE_K: usize = 32;
 /// bf16 elements in one packed tile (16 × 32 bf16, 1 KiB).
 const TILE_ELEMS: usize = TILE * TILE_K;
 /// u32 words (bf16 pairs) in one packed tile.
-const TILE_WORDS: usize = TILE_ELEMS / 2;
+pub(crate) const TILE_WORDS: usize = TILE_ELEMS / 2;
 /// Bytes of packed A kept hot per pass over the columns (half a typical 2 MiB L2).
 const L2_BUDGET: usize = 1 << 20;
 
@@ -355,7 +355,8 @@ pub unsafe fn gemm_bf16(
                 }
             };
             match kernel {
-                Kernel::Amx => amx::with_tiles(column_of_blocks),
+                // SAFETY: `kernel` is `native_kernel()`'s, so AMX is available.
+                Kernel::Amx => unsafe { amx::with_tiles(column_of_blocks) },
                 Kernel::Avx512Bf16 => column_of_blocks(),
             }
         });
