@@ -136,34 +136,13 @@ pub(crate) fn finite_loss(
     lr: f64,
     run_dir: &std::path::Path,
 ) -> Result<f32, TrainError> {
-    check_finite(
+    TrainError::check_finite(
         loss.clone().into_scalar::<f32>().to_f32(),
         epoch,
         step,
         lr,
         run_dir,
     )
-}
-
-/// `value`, or the typed error that stops a run whose loss is NaN/∞.
-pub(crate) fn check_finite(
-    value: f32,
-    epoch: usize,
-    step: usize,
-    lr: f64,
-    run_dir: &std::path::Path,
-) -> Result<f32, TrainError> {
-    if value.is_finite() {
-        Ok(value)
-    } else {
-        Err(TrainError::NonFinite {
-            value,
-            epoch,
-            step,
-            lr,
-            run_dir: run_dir.display().to_string(),
-        })
-    }
 }
 
 /// One epoch's step bookkeeping, shared by the training loops: the loss sum, each step's
@@ -404,7 +383,7 @@ pub fn train(
                 loss(replica.forward(piece.images), &piece.targets, classes)
             };
             let (value, grads) = batch_gradients(&model, host.len(), &split, &piece_loss);
-            let value = check_finite(value, epoch, step, lr, &run_dir)?;
+            let value = TrainError::check_finite(value, epoch, step, lr, &run_dir)?;
             model = scheduled_step(
                 &mut optim,
                 model,

@@ -51,6 +51,22 @@ impl TrainError {
         }
     }
 
+    /// `value`, or the [`TrainError::NonFinite`] that stops a run whose loss is NaN/∞ at
+    /// this epoch/step (`run_dir` holds the last good checkpoint).
+    pub fn check_finite(value: f32, epoch: usize, step: usize, lr: f64, run_dir: &Path) -> Result<f32, Self> {
+        if value.is_finite() {
+            Ok(value)
+        } else {
+            Err(TrainError::NonFinite {
+                value,
+                epoch,
+                step,
+                lr,
+                run_dir: run_dir.display().to_string(),
+            })
+        }
+    }
+
     pub fn run(path: &Path, message: impl std::fmt::Display) -> Self {
         TrainError::Run {
             path: path.display().to_string(),

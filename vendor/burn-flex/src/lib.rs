@@ -51,3 +51,6 @@ pub use tensor::FlexTensor;
 pub use ops::matmul_precision::{
     MatmulPrecision, matmul_precision, round_to_bf16, round_to_f16, set_matmul_precision,
 };
+// ept patch: the memory knob of the frozen-operand caches (`BURN_FLEX_OPERAND_CACHE_MB`).
+#[cfg(feature = "std")]
+pub use ops::operand_cache::budget_bytes as operand_cache_budget_bytes;

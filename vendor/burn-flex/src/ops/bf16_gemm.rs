@@ -254,9 +254,9 @@ unsafe fn pack_rhs(rhs: *const f32, rs: isize, cs: isize, k: usize, n: usize, co
     }
 }
 
-/// Packed right operands kept for reuse (ept patch; see `operand_cache`): ViT-B/16's
-/// weights, both orientations, take ~340 MB of the 512 MB budget.
-static PACK_CACHE: OperandCache<Arc<PackedTiles>> = OperandCache::new(512 << 20);
+/// Packed right operands kept for reuse (ept patch; see `operand_cache` for the budget):
+/// ViT-B/16's weights, both orientations, take ~340 MB.
+static PACK_CACHE: OperandCache<Arc<PackedTiles>> = OperandCache::new();
 
 /// A 32 × 32 f32 block for edge tiles, cache-line aligned like the packed tiles.
 #[repr(C, align(64))]

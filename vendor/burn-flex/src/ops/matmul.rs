@@ -257,10 +257,9 @@ const TRANSPOSED_RHS_COPY_MIN_ROWS: usize = 256;
 
 /// Row-major copies of transposed right operands kept for reuse (ept patch; see
 /// `operand_cache`): a frozen weight's `Wᵀ` in the backward pass is copied once, not
-/// every batch. ViT-B/16's transposed f32 weights take ~340 MB.
+/// every batch. ViT-B/16's transposed f32 weights take ~340 MB (budget: `operand_cache`).
 #[cfg(feature = "std")]
-static ROW_MAJOR_RHS: super::operand_cache::OperandCache<FlexTensor> =
-    super::operand_cache::OperandCache::new(512 << 20);
+static ROW_MAJOR_RHS: super::operand_cache::OperandCache<FlexTensor> = super::operand_cache::OperandCache::new();
 
 /// `rhs` (a column-major view) as a row-major tensor: from `ROW_MAJOR_RHS` when this
 /// view of this buffer was copied before.

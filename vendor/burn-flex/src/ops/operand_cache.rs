@@ -12,8 +12,12 @@
 //! whose `Weak` still upgrades to the same allocation describes unmodified data. Entries
 //! whose buffer is gone are dropped at the next insertion; past the byte budget the least
 //! recently used go.
+//!
+//! Memory knob: each cache holds at most [`DEFAULT_BUDGET_BYTES`] of payload unless the
+//! environment variable [`BUDGET_ENV`] (MiB per cache, read once) says otherwise; `0`
+//! turns caching off (every product derives its operands afresh: slower, leaner).
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use burn_std::Bytes;
 
@@ -33,17 +37,51 @@ struct Entry<P> {
     last_use: u64,
 }
 
-/// Recently derived forms of operands, at most `budget_bytes` of payload.
+/// Payload each cache may hold by default: ViT-B/16's weights, both orientations, take
+/// ~340 MB as packed bf16 tiles or as row-major f32 copies.
+pub(crate) const DEFAULT_BUDGET_BYTES: usize = 512 << 20;
+
+/// The environment variable that overrides [`DEFAULT_BUDGET_BYTES`], in MiB per cache.
+pub(crate) const BUDGET_ENV: &str = "BURN_FLEX_OPERAND_CACHE_MB";
+
+/// `BURN_FLEX_OPERAND_CACHE_MB`'s value as a byte budget: `None` when unset; an error
+/// naming the variable when it is not a whole number of MiB.
+fn parse_budget(value: Option<&str>) -> Result<Option<usize>, String> {
+    let Some(text) = value else { return Ok(None) };
+    let mib: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{BUDGET_ENV}={text:?} is not a whole number of MiB"))?;
+    mib.checked_mul(1 << 20)
+        .map(Some)
+        .ok_or_else(|| format!("{BUDGET_ENV}={text:?} is too large"))
+}
+
+/// The byte budget of each operand cache, from the environment once (a bad value is
+/// reported on stderr and the default kept: a memory hint must not stop a run).
+pub fn budget_bytes() -> usize {
+    static BUDGET: OnceLock<usize> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let value = std::env::var(BUDGET_ENV).ok();
+        match parse_budget(value.as_deref()) {
+            Ok(budget) => budget.unwrap_or(DEFAULT_BUDGET_BYTES),
+            Err(message) => {
+                eprintln!("warning: {message}; keeping {} MiB", DEFAULT_BUDGET_BYTES >> 20);
+                DEFAULT_BUDGET_BYTES
+            }
+        }
+    })
+}
+
+/// Recently derived forms of operands, at most [`budget_bytes`] of payload.
 pub(crate) struct OperandCache<P> {
     state: Mutex<(Vec<Entry<P>>, u64)>,
-    budget_bytes: usize,
 }
 
 impl<P: Clone> OperandCache<P> {
-    pub(crate) const fn new(budget_bytes: usize) -> Self {
+    pub(crate) const fn new() -> Self {
         Self {
             state: Mutex::new((Vec::new(), 0)),
-            budget_bytes,
         }
     }
 
@@ -67,6 +105,10 @@ impl<P: Clone> OperandCache<P> {
             }
         }
         let (payload, bytes) = derive();
+        let budget = budget_bytes();
+        if bytes > budget {
+            return payload; // would be evicted at once; also the `0` = off case
+        }
         if let Ok(mut state) = self.state.lock() {
             let (entries, clock) = &mut *state;
             entries.retain(|entry| entry.source.strong_count() > 0);
@@ -78,7 +120,7 @@ impl<P: Clone> OperandCache<P> {
                 last_use: *clock,
             });
             let mut total: usize = entries.iter().map(|entry| entry.bytes).sum();
-            while total > self.budget_bytes {
+            while total > budget {
                 let oldest = (0..entries.len())
                     .min_by_key(|&i| entries[i].last_use)
                     .expect("over budget, so non-empty");
@@ -88,3 +130,4 @@ impl<P: Clone> OperandCache<P> {
         payload
     }
 }
+
