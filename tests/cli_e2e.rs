@@ -159,6 +159,27 @@ fn train_resume_eval_predict() {
     assert_eq!(metrics["images"].as_f64(), Some(test_images as f64), "{metrics}");
     assert!(metrics["accuracy"].as_f64().unwrap() >= 0.0);
 
+    // Another list with the run's format: it keeps the run's num_classes (class_index
+    // lists need it) and is evaluated the same way.
+    let other = dir.join("other.txt");
+    let first_lines: String = std::fs::read_to_string(dir.join("test.txt"))
+        .unwrap()
+        .lines()
+        .take(5)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&other, first_lines).unwrap();
+    let eval = cli(&[
+        "eval",
+        "--run",
+        run.to_str().unwrap(),
+        "--list",
+        other.to_str().unwrap(),
+    ]);
+    assert!(eval.status.success(), "{}", text(&eval));
+    let metrics: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert_eq!(metrics["images"].as_f64(), Some(5.0), "{metrics}");
+
     let image = repo().join("datasets/brain_patches/images/colin27_ax_z012_R_p0000.png");
     let predict = cli(&["predict", "--run", run.to_str().unwrap(), image.to_str().unwrap()]);
     assert!(predict.status.success(), "{}", text(&predict));
@@ -249,6 +270,44 @@ fn bad_inputs_are_clear_errors() {
         text(&out)
     );
     assert!(!text(&out).contains("panicked"), "{}", text(&out));
+
+    // Inputs that used to reach a panic: each must be an error naming the key.
+    let refused = |sets: &[&str], expect: &[&str]| {
+        let mut args = vec!["train", "--quiet", "--config", config.to_str().unwrap()];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let out = cli(&args);
+        let message = text(&out);
+        assert!(
+            !out.status.success() && !message.contains("panicked"),
+            "{sets:?}: {message}"
+        );
+        for part in expect {
+            assert!(
+                message.contains(part),
+                "{sets:?}: expected {part:?} in: {message}"
+            );
+        }
+    };
+    // A test list with other classes than the model's (its metrics indexed past the outputs).
+    let three: String = std::fs::read_to_string(dir.join("test.txt"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with(" 0") || l.ends_with(" 1") || l.ends_with(" 2"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("test3.txt"), three).unwrap();
+    let test3 = format!("data.test.list=\"{}\"", dir.join("test3.txt").display());
+    refused(
+        &[&test3, "data.test.num_classes=3"],
+        &["test3.txt", "data.test", "3 classes", "7 classes"],
+    );
+    refused(
+        &["train.batch_size=0"],
+        &["train.batch_size must be at least 1", "config.toml"],
+    );
+    refused(&["model.image_size=4000000000"], &["too large"]);
     std::fs::remove_dir_all(&dir).ok();
 }
 

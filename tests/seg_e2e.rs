@@ -171,6 +171,33 @@ fn bad_config_and_corrupt_volume_are_named() {
         text(&out)
     );
 
+    // Architecture values that used to reach a panic (remainder by zero, a convolution
+    // shape assertion) or a misleading NaN stop, and a crop shape the network cannot take.
+    for (set, expect) in [
+        ("model.punet.heads=0", "heads must be ≥ 1"),
+        ("model.punet.in_channels=2", "model.punet.in_channels = 2"),
+        ("model.punet.bias_dim=0", "bias_dim must be ≥ 1"),
+        ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
+    ] {
+        let out = cli(&[
+            "train",
+            "--quiet",
+            "--config",
+            config.to_str().unwrap(),
+            "--set",
+            set,
+        ]);
+        let message = text(&out);
+        assert!(
+            !out.status.success() && !message.contains("panicked"),
+            "{set}: {message}"
+        );
+        assert!(
+            message.contains(expect),
+            "{set}: expected {expect:?} in: {message}"
+        );
+    }
+
     // a truncated .nii.gz in the list
     let source = repo().join("datasets/brain_volumes/slab_03_t1.nii.gz");
     let bytes = std::fs::read(&source).unwrap();
@@ -264,6 +291,22 @@ dir = "{run}"
         !start.contains("randomly initialised"),
         "the body must come from the file: {start}"
     );
+    // pre-training takes 2-D slices of one channel
+    for (set, expect) in [
+        ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
+        ("model.punet.in_channels=3", "model.punet.in_channels = 3"),
+    ] {
+        let out = cli(&["pretrain", "--config", path, "--quiet", "--set", set]);
+        let message = text(&out);
+        assert!(
+            !out.status.success() && !message.contains("panicked"),
+            "{set}: {message}"
+        );
+        assert!(
+            message.contains(expect),
+            "{set}: expected {expect:?} in: {message}"
+        );
+    }
     // a typo in a CPA key is named
     let bad = std::fs::read_to_string(dir.join("cpa.toml"))
         .unwrap()

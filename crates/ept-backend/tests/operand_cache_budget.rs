@@ -26,12 +26,22 @@ fn check_transposed_product() {
     let a_values: Vec<f32> = a.to_data().try_into_vec::<f32>().expect("f32");
     let w_values: Vec<f32> = w.to_data().try_into_vec::<f32>().expect("f32");
     for _ in 0..2 {
-        let product: Vec<f32> = a.clone().matmul(w.clone().transpose()).into_data().try_into_vec::<f32>().expect("f32");
+        let product: Vec<f32> = a
+            .clone()
+            .matmul(w.clone().transpose())
+            .into_data()
+            .try_into_vec::<f32>()
+            .expect("f32");
         for i in 0..m {
             for j in 0..n {
-                let exact: f64 = (0..k).map(|t| a_values[i * k + t] as f64 * w_values[j * k + t] as f64).sum();
+                let exact: f64 = (0..k)
+                    .map(|t| a_values[i * k + t] as f64 * w_values[j * k + t] as f64)
+                    .sum();
                 let got = product[i * n + j] as f64;
-                assert!((got - exact).abs() <= 1e-4 * (1.0 + exact.abs()), "({i},{j}): {got} vs {exact}");
+                assert!(
+                    (got - exact).abs() <= 1e-4 * (1.0 + exact.abs()),
+                    "({i},{j}): {got} vs {exact}"
+                );
             }
         }
     }
@@ -63,8 +73,14 @@ fn budget_follows_the_environment() {
         let output = child.output().expect("run the test binary as a child");
         let stderr = String::from_utf8_lossy(&output.stderr);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(output.status.success(), "{BUDGET_ENV}={value:?}: child failed\n{stdout}\n{stderr}");
-        assert!(stdout.contains("1 passed"), "{BUDGET_ENV}={value:?}: child ran no test\n{stdout}");
+        assert!(
+            output.status.success(),
+            "{BUDGET_ENV}={value:?}: child failed\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stdout.contains("1 passed"),
+            "{BUDGET_ENV}={value:?}: child ran no test\n{stdout}"
+        );
         let warned = stderr.contains(&format!("{BUDGET_ENV}=\"1GB\" is not a whole number of MiB"));
         assert_eq!(warned, warns, "{BUDGET_ENV}={value:?}: stderr was\n{stderr}");
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use ept_backend::DeviceSpec;
 use ept_data::{DataSource, Sample, Target, Task};
-use ept_train::engine::{build_model, pipelines, probabilities};
+use ept_train::engine::{build_model, check_split, pipelines, probabilities};
 use ept_train::evaluate::evaluate;
 use ept_train::{RunConfig, TrainOptions};
 
@@ -143,8 +143,14 @@ fn load_run(
 pub fn eval(args: &EvalArgs, device: &DeviceSpec) -> anyhow::Result<()> {
     let (config, model, task, size) = load_run(&args.run, device)?;
     let source = match (&args.list, &config.data.test) {
-        (Some(list), Some(DataSource::List { images, format, .. })) => {
-            DataSource::list(list, images, *format)
+        (Some(list), Some(test @ DataSource::List { .. })) => {
+            // The run's test source with another list: same image folder, format,
+            // number of classes and class names.
+            let mut source = test.clone();
+            if let DataSource::List { list: path, .. } = &mut source {
+                *path = list.clone();
+            }
+            source
         }
         (Some(_), _) => anyhow::bail!(
             "--list needs the run's test source to be a `list` (for its image folder and format)"
@@ -153,6 +159,18 @@ pub fn eval(args: &EvalArgs, device: &DeviceSpec) -> anyhow::Result<()> {
         (None, None) => anyhow::bail!("the run's config has no test list; pass --list"),
     };
     let set = source.load()?;
+    let key = if args.list.is_some() {
+        "--list"
+    } else {
+        "data.test"
+    };
+    check_split(
+        &set,
+        &source.origin().display().to_string(),
+        key,
+        model.head.num_classes(),
+        task,
+    )?;
     let (_, eval_pipeline) = pipelines(config.data.pipeline, size);
     let loader = ept_data::Loader::from_dataset(&set, eval_pipeline, eval_options())?;
     let result = evaluate(&model, &loader, task, &device.device(), false)?;

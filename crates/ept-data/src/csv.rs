@@ -68,7 +68,7 @@ fn parse_label(field: &str, multi: bool, num_classes: Option<usize>) -> Result<T
         let too_big = num_classes.is_some_and(|n| value as u64 >= n as u64);
         if value < 0 || too_big {
             let allowed = match num_classes {
-                Some(n) => format!("0..={}", n - 1),
+                Some(n) => format!("0..={}", n.saturating_sub(1)),
                 None => "a class index >= 0".into(),
             };
             return Err(LineProblem::OutOfRange { value, allowed });
@@ -84,6 +84,12 @@ pub fn parse_csv(
     images: &Path,
     options: &CsvOptions,
 ) -> Result<(Vec<Sample>, usize), DataError> {
+    if options.num_classes == Some(0) {
+        return Err(DataError::Invalid(format!(
+            "{}: num_classes must be at least 1",
+            file.display()
+        )));
+    }
     let lines = text_lines(bytes, file)?;
     let mut rows = lines.as_slice();
     let mut columns = 2;

@@ -268,6 +268,11 @@ fn csv_layout_with_header_group_quotes_and_errors() {
         err(b"a.png,2\n", &fixed),
         "m.csv:1: label 2 out of range: expected 0..=1"
     );
+    let none = CsvOptions {
+        num_classes: Some(0),
+        ..opts.clone()
+    };
+    assert_eq!(err(b"a.png,1\n", &none), "m.csv: num_classes must be at least 1");
 }
 
 #[test]

@@ -76,10 +76,17 @@ pub fn targets() -> Vec<Target> {
             ],
             parse: |bytes, dir| {
                 let path = write(&dir.join("run.toml"), bytes);
+                // Parsed, then checked as far as a run checks before building a model.
                 if let Ok(table) = ept_train::config::load_table(&path, &[]) {
-                    let _ = ept_train::RunConfig::load(&path, &[]);
-                    let _ = ept_train::seg::SegRunConfig::from_table(table.clone(), &path);
-                    let _ = ept_pretrain::PretrainConfig::from_table(table, &path);
+                    if let Ok(config) = ept_train::RunConfig::load(&path, &[]) {
+                        let _ = ept_train::engine::vit_config(&config);
+                    }
+                    if let Ok(config) = ept_train::seg::SegRunConfig::from_table(table.clone(), &path) {
+                        let _ = config.model.punet.validate();
+                    }
+                    if let Ok(config) = ept_pretrain::PretrainConfig::from_table(table, &path) {
+                        let _ = config.model.punet.validate();
+                    }
                 }
             },
         },
@@ -117,10 +124,7 @@ pub fn targets() -> Vec<Target> {
                 "tests/fixtures/vit_tiny/weights_timm.safetensors",
                 "tests/fixtures/methods/vp.safetensors",
             ],
-            parse: |bytes, dir| {
-                let path = write(&dir.join("weights.safetensors"), bytes);
-                let _ = ept_backbones::checkpoint::read_checkpoint(&path);
-            },
+            parse: |bytes, dir| load_into_tiny_vit(&write(&dir.join("weights.safetensors"), bytes)),
         },
         Target {
             name: "pth",
@@ -128,10 +132,7 @@ pub fn targets() -> Vec<Target> {
                 "tests/fixtures/vit_tiny/weights_timm.pth",
                 "tests/fixtures/vit_tiny/weights_mmcls.pth",
             ],
-            parse: |bytes, dir| {
-                let path = write(&dir.join("weights.pth"), bytes);
-                let _ = ept_backbones::checkpoint::read_checkpoint(&path);
-            },
+            parse: |bytes, dir| load_into_tiny_vit(&write(&dir.join("weights.pth"), bytes)),
         },
         Target {
             name: "method_checkpoint",
@@ -143,6 +144,31 @@ pub fn targets() -> Vec<Target> {
             },
         },
     ]
+}
+
+/// Read a backbone checkpoint, then load it into a ViT shaped like the seed fixtures'
+/// (`tests/fixtures/vit_tiny`, 32 px) but at 48 px, so that a well-formed file also
+/// takes the position-table resampling path — what `--checkpoint` does.
+fn load_into_tiny_vit(path: &Path) {
+    if ept_backbones::checkpoint::read_checkpoint(path).is_err() {
+        return;
+    }
+    let config = ept_backbones::VitConfig {
+        name: "vit_fuzz_tiny".into(),
+        img_size: 48,
+        patch_size: 8,
+        in_chans: 3,
+        embed_dim: 48,
+        depth: 2,
+        num_heads: 3,
+        mlp_ratio: 4.0,
+        num_classes: 5,
+        qkv_bias: true,
+        layer_norm_eps: 1e-6,
+    };
+    if let Ok(mut vit) = config.init(&burn::tensor::Device::flex()) {
+        let _ = vit.load_checkpoint(path, &config.name);
+    }
 }
 
 /// Seeds that are made rather than committed: a small `.nii`, a PNG and a JPEG of a real

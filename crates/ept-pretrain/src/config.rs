@@ -161,6 +161,17 @@ impl PretrainConfig {
                 "data.student_sizes: one or more crops, each at least 8 and at most data.teacher_size",
             ));
         }
+        ept_train::seg::config::check_volume_model(&config.model.punet, path)?;
+        if config.model.punet.spatial_dims != 2 {
+            return Err(TrainError::config(
+                path,
+                format!(
+                    "model.punet.spatial_dims = {}: CPA pre-training runs on 2-D slices \
+                     (data.teacher_size), so it must be 2",
+                    config.model.punet.spatial_dims
+                ),
+            ));
+        }
         if config.cpa.base_classes.is_empty() {
             return Err(TrainError::config(path, "cpa.base_classes is empty"));
         }

@@ -310,7 +310,13 @@ pub fn pretrain(
             let loss = seg.clone() + cpa.clone().mul_scalar(config.cpa.weight);
             let values = [loss.clone(), seg, cpa].map(|t| t.into_scalar::<f32>().to_f32() as f64);
             let lr_scale = learning_rate(&config.train.schedule, 1.0, step, total_steps);
-            TrainError::check_finite(values[0] as f32, epoch, step, config.train.lr_body * lr_scale, &run_dir)?;
+            TrainError::check_finite(
+                values[0] as f32,
+                epoch,
+                step,
+                config.train.lr_body * lr_scale,
+                &run_dir,
+            )?;
             let grads = GradientsParams::from_grads(loss.backward(), &student);
             student = step_with_group(
                 &mut optim,

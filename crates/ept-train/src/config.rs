@@ -238,7 +238,12 @@ impl RunConfig {
     /// Load a config file (with `extends`), then apply `key.path=value` overrides.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
         let table = load_table(path, overrides)?;
-        RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| TrainError::config(path, e))
+        let config =
+            RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| TrainError::config(path, e))?;
+        if config.train.batch_size == 0 {
+            return Err(TrainError::config(path, "train.batch_size must be at least 1"));
+        }
+        Ok(config)
     }
 
     /// The resolved config as TOML (written into the run folder).

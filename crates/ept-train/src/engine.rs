@@ -70,6 +70,17 @@ pub fn pipelines(name: PipelineName, size: usize) -> (Pipeline, Pipeline) {
     }
 }
 
+/// The backbone architecture a run config asks for (`model.name`, at `model.image_size`
+/// when given), checked.
+pub fn vit_config(config: &RunConfig) -> Result<VitConfig, TrainError> {
+    let mut vit_config = VitConfig::from_name(&config.model.name)?;
+    if let Some(size) = config.model.image_size {
+        vit_config = vit_config.with_img_size(size);
+    }
+    vit_config.validate()?;
+    Ok(vit_config)
+}
+
 /// Build the backbone (loading its checkpoint) and attach the method and head.
 pub fn build_model(
     config: &RunConfig,
@@ -77,10 +88,7 @@ pub fn build_model(
     device: &Device,
     notes: &mut Vec<String>,
 ) -> Result<(TunedVit, VitConfig), TrainError> {
-    let mut vit_config = VitConfig::from_name(&config.model.name)?;
-    if let Some(size) = config.model.image_size {
-        vit_config = vit_config.with_img_size(size);
-    }
+    let vit_config = vit_config(config)?;
     let mut vit: Vit = vit_config.init(device)?;
     match &config.model.checkpoint {
         Some(path) => {
@@ -256,11 +264,45 @@ impl Log {
     }
 }
 
-fn load_split(source: &Option<ept_data::DataSource>) -> Result<Option<Dataset>, TrainError> {
-    Ok(match source {
-        Some(s) => Some(s.load()?),
-        None => None,
-    })
+/// The optional split at config key `key` (`data.val`, `data.test`), checked against the
+/// model's classes and task (those of `data.train`).
+fn load_split(
+    source: &Option<ept_data::DataSource>,
+    key: &str,
+    classes: usize,
+    task: Task,
+) -> Result<Option<Dataset>, TrainError> {
+    let Some(source) = source else { return Ok(None) };
+    let split = source.load()?;
+    check_split(&split, &source.origin().display().to_string(), key, classes, task)?;
+    Ok(Some(split))
+}
+
+/// An evaluation split must label the classes the model predicts: same task, same
+/// number of classes (else its metrics would index past the model's outputs).
+pub fn check_split(
+    split: &Dataset,
+    origin: &str,
+    key: &str,
+    classes: usize,
+    task: Task,
+) -> Result<(), TrainError> {
+    let describe = |classes: usize, task: Task| {
+        let kind = match task {
+            Task::SingleLabel => "single-label",
+            Task::MultiLabel => "multi-label",
+        };
+        format!("{classes} classes, {kind}")
+    };
+    if split.num_classes == classes && split.task == task {
+        return Ok(());
+    }
+    Err(TrainError::Data(ept_data::DataError::Invalid(format!(
+        "{origin} ({key}) has {} but the model predicts {} (data.train's labels): \
+         give {key} the same list format and num_classes as data.train",
+        describe(split.num_classes, split.task),
+        describe(classes, task)
+    ))))
 }
 
 /// Train, evaluate and report one run.
@@ -274,9 +316,9 @@ pub fn train(
     let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
 
     let train_set = config.data.train.load()?;
-    let val_set = load_split(&config.data.val)?;
-    let test_set = load_split(&config.data.test)?;
     let (classes, task) = (train_set.num_classes, train_set.task);
+    let val_set = load_split(&config.data.val, "data.val", classes, task)?;
+    let test_set = load_split(&config.data.test, "data.test", classes, task)?;
     let missing = train_set.classes_without_samples();
     if !missing.is_empty() {
         let names: Vec<String> = missing

@@ -167,6 +167,9 @@ impl PunetConfig {
         if self.channels.len() < 2 {
             return Err("channels: at least two stages are needed".into());
         }
+        if self.heads == 0 {
+            return Err("heads must be ≥ 1".into());
+        }
         if let Some(c) = self.channels.iter().find(|c| **c == 0 || **c % self.heads != 0) {
             return Err(format!(
                 "channels: {c} is not a positive multiple of heads = {}",
@@ -182,6 +185,9 @@ impl PunetConfig {
         }
         if self.sigma.is_nan() || self.sigma <= 0.0 {
             return Err(format!("sigma must be positive, not {}", self.sigma));
+        }
+        if self.bias_dim == 0 {
+            return Err("bias_dim must be ≥ 1".into());
         }
         if self.in_channels == 0 || self.fixed_outputs < 2 {
             return Err("in_channels must be ≥ 1 and fixed_outputs ≥ 2".into());

@@ -140,6 +140,23 @@ impl VitConfig {
         if self.mlp_ratio.is_nan() || self.mlp_ratio <= 0.0 {
             return fail(format!("mlp_ratio {} must be positive", self.mlp_ratio));
         }
+        // The largest tensors (position table, one image's attention scores, an MLP
+        // weight) must have a countable size; whether they fit in memory is the
+        // allocator's question.
+        let grid = self.img_size / self.patch_size;
+        let tokens = grid.checked_mul(grid).and_then(|patches| patches.checked_add(1));
+        let countable = |elements: Option<usize>| elements.is_some_and(|n| n <= isize::MAX as usize);
+        let table = tokens.and_then(|t| t.checked_mul(self.embed_dim));
+        let scores = tokens
+            .and_then(|t| t.checked_mul(t))
+            .and_then(|s| s.checked_mul(self.num_heads));
+        let mlp = (self.embed_dim as f64 * self.mlp_ratio * self.embed_dim as f64) < isize::MAX as f64;
+        if !countable(table) || !countable(scores) || !mlp {
+            return fail(format!(
+                "img_size {} / patch_size {} with embed_dim {} (mlp_ratio {}) is too large a model to describe",
+                self.img_size, self.patch_size, self.embed_dim, self.mlp_ratio
+            ));
+        }
         Ok(())
     }
 
@@ -192,6 +209,30 @@ mod tests {
             VitConfig::from_name("vit_base_patch16_100"),
             Err(VitError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn sizes_past_counting_are_refused_not_panicked_on() {
+        let base = VitConfig::from_name("vit_base_patch16_224").unwrap();
+        for img_size in [4_000_000_000usize, 1 << 40, usize::MAX / 16 * 16] {
+            let config = VitConfig {
+                img_size,
+                ..base.clone()
+            };
+            let err = config.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("too large") && err.contains(&img_size.to_string()),
+                "{err}"
+            );
+        }
+        assert!(
+            VitConfig {
+                img_size: 4096,
+                ..base
+            }
+            .validate()
+            .is_ok()
+        );
     }
 
     #[test]

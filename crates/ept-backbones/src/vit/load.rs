@@ -137,8 +137,10 @@ pub fn normalize_keys(raw: RawCheckpoint) -> (Naming, BTreeMap<String, TensorDat
 fn resample_pos_embed(data: &TensorData, new_grid: usize, mode: ResizeMode) -> Option<TensorData> {
     let shape = data.shape();
     let (tokens, dim) = (shape[1], shape[2]);
-    let old_grid = ((tokens - 1) as f64).sqrt().round() as usize;
-    if old_grid * old_grid + 1 != tokens {
+    // Not a CLS row plus a non-empty square grid: left to the shape check that follows.
+    let patches = tokens.checked_sub(1).filter(|&p| p > 0)?;
+    let old_grid = (patches as f64).sqrt().round() as usize;
+    if old_grid * old_grid != patches {
         return None;
     }
     let values = data.try_to_vec::<f32>().ok()?;
@@ -335,5 +337,16 @@ mod tests {
         assert_eq!(out.shape().to_vec(), vec![1, 10, dim]);
         let values = out.try_to_vec::<f32>().unwrap();
         assert_eq!(&values[..dim], &data[..dim]);
+    }
+
+    #[test]
+    fn pos_embed_without_a_square_grid_is_not_resampled() {
+        for tokens in [0, 1, 3] {
+            let data = TensorData::new(vec![0f32; tokens * 2], [1, tokens, 2]);
+            assert!(
+                resample_pos_embed(&data, 3, ResizeMode::Bicubic).is_none(),
+                "{tokens} tokens"
+            );
+        }
     }
 }

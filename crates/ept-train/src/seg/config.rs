@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use ept_backbones::unet::PunetConfig;
-use ept_data::{AugmentConfig, SamplingConfig, VolumeSource};
+use ept_data::{AugmentConfig, PatchShape, SamplingConfig, VolumeSource};
 use ept_tuning::SegMethodConfig;
 use serde::{Deserialize, Serialize};
 
@@ -145,10 +145,40 @@ impl SegRunConfig {
                 "train.epochs and train.batch_size must be at least 1",
             ));
         }
+        check_volume_model(&config.model.punet, path)?;
+        let (dims, shape) = match config.data.sampling.shape {
+            PatchShape::Slice2d { .. } => (2, "slice2d"),
+            PatchShape::Patch3d { .. } => (3, "patch3d"),
+        };
+        if config.model.punet.spatial_dims != dims {
+            return Err(TrainError::config(
+                path,
+                format!(
+                    "data.sampling takes {shape} crops but model.punet.spatial_dims = {}: \
+                     a {dims}-D network is needed (set model.punet.spatial_dims = {dims})",
+                    config.model.punet.spatial_dims
+                ),
+            ));
+        }
         Ok(config)
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_default()
     }
+}
+
+/// What every volume run asks of `model.punet` beyond its own validation (done when it
+/// is built): one input channel, as the volume loaders produce (CT intensities).
+pub fn check_volume_model(punet: &PunetConfig, path: &Path) -> Result<(), TrainError> {
+    if punet.in_channels != 1 {
+        return Err(TrainError::config(
+            path,
+            format!(
+                "model.punet.in_channels = {}: volumes are read as one channel, so it must be 1",
+                punet.in_channels
+            ),
+        ));
+    }
+    Ok(())
 }
