@@ -194,6 +194,41 @@ fn train_resume_eval_predict() {
         .collect();
     assert_eq!(row.len(), 7);
     assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{out}");
+
+    // export writes timm-named weights that `info` loads back; it never overwrites the
+    // run's own files.
+    let exported = dir.join("backbone.safetensors");
+    let export = cli(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(export.status.success(), "{}", text(&export));
+    let info = cli(&[
+        "info",
+        "--model",
+        "vit_micro_patch4_32",
+        "--checkpoint",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(info.status.success(), "{}", text(&info));
+    let own = run.join("method.safetensors");
+    let before = std::fs::read(&own).unwrap();
+    let refused = cli(&[
+        "export",
+        "--run",
+        run.to_str().unwrap(),
+        "--out",
+        own.to_str().unwrap(),
+    ]);
+    assert!(
+        !refused.status.success() && text(&refused).contains("would overwrite a file of the run"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(std::fs::read(&own).unwrap(), before);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -308,6 +343,18 @@ fn bad_inputs_are_clear_errors() {
         &["train.batch_size must be at least 1", "config.toml"],
     );
     refused(&["model.image_size=4000000000"], &["too large"]);
+    let out = cli(&[
+        "--threads",
+        "100000",
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("--threads 100000") && text(&out).contains("per core"),
+        "{}",
+        text(&out)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -379,8 +379,17 @@ fn nan_stop_keeps_the_last_checkpoint() {
         text(&bad)
     );
     assert!(!text(&bad).contains("panicked"), "{}", text(&bad));
+    // The changed setting is reported, and the earlier config kept beside the new one.
+    assert!(
+        text(&bad).contains("train.optimizer.lr: 0.001 → 1000000000000000000000000000000.0"),
+        "{}",
+        text(&bad)
+    );
+    let before = std::fs::read_to_string(dir.join("run/config.before-resume-1.toml")).unwrap();
+    assert!(before.contains("lr = 0.001"), "{before}");
     let resumed = cli(&["train", "--config", config, "--quiet", "--resume"]);
     assert!(resumed.status.success(), "{}", text(&resumed));
+    assert!(dir.join("run/config.before-resume-2.toml").is_file());
     assert!(dir.join("run/report.md").is_file());
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -3,6 +3,10 @@
 
 use burn::tensor::Device;
 
+/// Worker threads per core beyond which a thread count is refused (a typo, not a
+/// setting: 100,000 threads take minutes just to start).
+pub const MAX_THREADS_PER_CORE: usize = 8;
+
 /// Fix the number of CPU worker threads used by the CPU backends.
 ///
 /// Must run before the first tensor operation; rayon's global pool can only be set
@@ -11,6 +15,14 @@ use burn::tensor::Device;
 pub fn set_cpu_threads(threads: usize) -> Result<(), String> {
     if threads == 0 {
         return Err("thread count must be at least 1".into());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let most = MAX_THREADS_PER_CORE * cores;
+    if threads > most {
+        return Err(format!(
+            "{threads} threads is more than {MAX_THREADS_PER_CORE} per core ({most} on this machine's {cores} cores): \
+             so many threads only add start-up time and contention"
+        ));
     }
     match rayon::ThreadPoolBuilder::new()
         .num_threads(threads)

@@ -76,7 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let device = &devices[0];
     if let Some(threads) = cli.threads {
-        ept_backend::set_cpu_threads(threads).map_err(anyhow::Error::msg)?;
+        ept_backend::set_cpu_threads(threads).map_err(|e| anyhow::anyhow!("--threads {threads}: {e}"))?;
     }
     ept_backend::set_precision(cli.precision, device.backend)?;
     let command = cli.command.unwrap_or(Command::Demo(demo::DemoArgs::default()));

@@ -247,6 +247,29 @@ pub struct ExportArgs {
 
 /// Write a finished run's backbone (e.g. one pretrained with `method = "full"`) as timm weights.
 pub fn export(args: &ExportArgs, device: &DeviceSpec) -> anyhow::Result<()> {
+    // The run's own files (its trained method, config, log, checkpoints) are never
+    // overwritten.
+    const RUN_FILES: [&str; 4] = ["method.safetensors", "config.toml", "metrics.jsonl", "report.md"];
+    let out_folder = args
+        .out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let out_name = args
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if let (Ok(out_folder), Ok(run)) = (out_folder.canonicalize(), args.run.run.canonicalize())
+        && (out_folder.starts_with(run.join("checkpoints"))
+            || (out_folder == run && RUN_FILES.contains(&out_name.as_str())))
+    {
+        anyhow::bail!(
+            "--out {} would overwrite a file of the run {}: write the export elsewhere",
+            args.out.display(),
+            args.run.run.display()
+        );
+    }
     let (config, model, _, _) = load_run(&args.run, device)?;
     let metadata = std::collections::HashMap::from([
         ("model".to_string(), config.model.name.clone()),

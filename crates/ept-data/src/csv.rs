@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use crate::error::{DataError, LineProblem};
+use crate::format::MAX_CLASSES;
 use crate::list::{text_lines, write_atomic};
 use crate::sample::{Sample, Target};
 
@@ -65,11 +66,11 @@ fn parse_label(field: &str, multi: bool, num_classes: Option<usize>) -> Result<T
         let value: i64 = field.parse().map_err(|_| LineProblem::NotANumber {
             token: field.to_string(),
         })?;
-        let too_big = num_classes.is_some_and(|n| value as u64 >= n as u64);
-        if value < 0 || too_big {
+        let classes = num_classes.unwrap_or(MAX_CLASSES);
+        if value < 0 || value as u64 >= classes as u64 {
             let allowed = match num_classes {
-                Some(n) => format!("0..={}", n.saturating_sub(1)),
-                None => "a class index >= 0".into(),
+                Some(n) => format!("0..={}", n - 1),
+                None => format!("a class index in 0..{MAX_CLASSES}"),
             };
             return Err(LineProblem::OutOfRange { value, allowed });
         }
@@ -84,9 +85,9 @@ pub fn parse_csv(
     images: &Path,
     options: &CsvOptions,
 ) -> Result<(Vec<Sample>, usize), DataError> {
-    if options.num_classes == Some(0) {
+    if let Some(n) = options.num_classes.filter(|n| !(1..=MAX_CLASSES).contains(n)) {
         return Err(DataError::Invalid(format!(
-            "{}: num_classes must be at least 1",
+            "{}: num_classes = {n} must be in 1..={MAX_CLASSES}",
             file.display()
         )));
     }

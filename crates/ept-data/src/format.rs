@@ -19,6 +19,11 @@ use crate::error::LineProblem;
 use crate::grouping::Grouping;
 use crate::sample::{Target, Task};
 
+/// The most classes a data set may have (ImageNet-21k has 21,841): a larger
+/// `num_classes` or label is a typo or a corrupt file, refused before class names or a
+/// head of that size are allocated.
+pub const MAX_CLASSES: usize = 100_000;
+
 /// How the labels after the file name are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -111,8 +116,10 @@ impl ListKind {
         let num_classes = num_classes
             .or(self.default_classes())
             .ok_or_else(|| format!("list format '{}' needs num_classes", self.name()))?;
-        if num_classes == 0 {
-            return Err("num_classes must be at least 1".into());
+        if num_classes == 0 || num_classes > MAX_CLASSES {
+            return Err(format!(
+                "num_classes = {num_classes} must be in 1..={MAX_CLASSES}"
+            ));
         }
         Ok(ListFormat {
             syntax: self.syntax(),

@@ -3,8 +3,7 @@
 //! blanks; every malformed line is reported as `file:line: problem`. Writing is atomic
 //! (temporary file + rename) so an interrupted `sample` run never leaves half a list.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{DataError, LineProblem};
 use crate::format::ListFormat;
@@ -77,20 +76,13 @@ pub fn read_list(
     parse_list(&bytes, list, images, format, check_images)
 }
 
-/// Write `text` to `path` atomically, creating parent folders.
+/// Write `text` to `path` atomically (`ept_backend::fs::write_atomic`), creating parent
+/// folders.
 pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), DataError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     }
-    let mut tmp = PathBuf::from(path);
-    tmp.as_mut_os_string().push(".tmp");
-    let write = || -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    };
-    write().map_err(|e| DataError::io(path, e))
+    ept_backend::fs::write_atomic(path, text.as_bytes()).map_err(|e| DataError::io(path, e))
 }
 
 /// Render samples as list text, one line each, in the given order.

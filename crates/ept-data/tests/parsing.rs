@@ -272,7 +272,19 @@ fn csv_layout_with_header_group_quotes_and_errors() {
         num_classes: Some(0),
         ..opts.clone()
     };
-    assert_eq!(err(b"a.png,1\n", &none), "m.csv: num_classes must be at least 1");
+    assert_eq!(
+        err(b"a.png,1\n", &none),
+        "m.csv: num_classes = 0 must be in 1..=100000"
+    );
+    let huge = CsvOptions {
+        num_classes: Some(usize::MAX),
+        ..opts.clone()
+    };
+    assert!(err(b"a.png,1\n", &huge).contains("must be in 1..=100000"));
+    assert_eq!(
+        err(b"a.png,4000000000\n", &opts),
+        "m.csv:1: label 4000000000 out of range: expected a class index in 0..100000"
+    );
 }
 
 #[test]

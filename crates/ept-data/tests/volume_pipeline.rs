@@ -69,6 +69,15 @@ fn a_ramp_survives_one_to_two_to_one_mm() {
     let v = Volume::new(dims, [1.0; 3], data).unwrap();
     let down = resample_to_spacing(&v, [2.0; 3], Interp::Trilinear).unwrap();
     assert_eq!(down.dims, [10, 8, 6]);
+    // A voxel size that would resample to more voxels than can be held is an error.
+    let mut lying = Volume::new([4, 4, 4], [1.0; 3], vec![0.0; 64]).unwrap();
+    for pixdim in [1e9f32, 1e30] {
+        lying.spacing = [pixdim, 1.0, 1.0];
+        let err = resample_to_spacing(&lying, [1.0; 3], Interp::Trilinear)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("at most") && err.contains("pixdim"), "{err}");
+    }
     let back = resample_to_dims(&down, v.dims, v.spacing, Interp::Trilinear).unwrap();
     assert_eq!((back.dims, back.spacing), (v.dims, v.spacing));
     for (a, b) in back.affine.iter().flatten().zip(v.affine.iter().flatten()) {

@@ -74,8 +74,64 @@ pub fn start_run(run_dir: &Path, resume: bool, config_toml: &str) -> Result<Opti
         let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
     }
     let path = run_dir.join("config.toml");
+    if resume_from.is_some() {
+        keep_changed_config(run_dir, &path, config_toml)?;
+    }
     ept_backend::fs::write_atomic(&path, config_toml.as_bytes()).map_err(|e| TrainError::write(&path, e))?;
     Ok(resume_from)
+}
+
+/// A run resumed with other settings (say, a lower learning rate after a NaN stop) keeps
+/// the config its earlier epochs ran under as `config.before-resume-<k>.toml`, and the
+/// changed keys are reported on stderr, so the run folder still says how it was made.
+fn keep_changed_config(run_dir: &Path, path: &Path, config_toml: &str) -> Result<(), TrainError> {
+    let Ok(previous) = std::fs::read_to_string(path) else {
+        return Ok(()); // no earlier config to compare with (written by an older version)
+    };
+    let (Ok(old), Ok(new)) = (
+        previous.parse::<toml::Table>(),
+        config_toml.parse::<toml::Table>(),
+    ) else {
+        return Ok(());
+    };
+    let mut changes = Vec::new();
+    changed_keys("", &old, &new, &mut changes);
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let kept = (1..)
+        .map(|k| run_dir.join(format!("config.before-resume-{k}.toml")))
+        .find(|candidate| !candidate.exists())
+        .unwrap_or_else(|| run_dir.join("config.before-resume.toml"));
+    ept_backend::fs::write_atomic(&kept, previous.as_bytes()).map_err(|e| TrainError::write(&kept, e))?;
+    eprintln!(
+        "note: resuming with changed settings: {}; the earlier settings are kept in {}",
+        changes.join(", "),
+        kept.display()
+    );
+    Ok(())
+}
+
+/// `key: old → new` for every leaf that differs between two TOML tables (dotted keys).
+fn changed_keys(prefix: &str, old: &toml::Table, new: &toml::Table, out: &mut Vec<String>) {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        let dotted = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match (old.get(key), new.get(key)) {
+            (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => changed_keys(&dotted, a, b, out),
+            (a, b) if a != b => {
+                let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), ToString::to_string);
+                out.push(format!("{dotted}: {} → {}", show(a), show(b)));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Write the checkpoint of the epoch just finished.
@@ -170,6 +226,20 @@ pub fn load_with(
         .and_then(|b| {
             serde_json::from_slice(&b).map_err(|e| TrainError::run(dir, format!("state.json: {e}")))
         })?;
+    // The folder is named after the epoch its state.json records (see `save_with`).
+    let folder = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if folder != format!("epoch-{:04}", state.epoch) {
+        return Err(TrainError::run(
+            dir,
+            format!(
+                "state.json: epoch {} does not match the folder name {folder}",
+                state.epoch
+            ),
+        ));
+    }
     read_model(&dir.join("method.safetensors"))?;
     let bytes = std::fs::read(dir.join("optimizer.bin"))
         .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e}")))?;

@@ -52,6 +52,11 @@ pub struct Volume<T = f32> {
     pub path: PathBuf,
 }
 
+/// The most voxels one volume may hold, read or resampled: 2³¹ (8 GiB as f32; a
+/// 512 × 512 × 2000 CT is a quarter of it). A header or spacing asking for more is a
+/// named error, not a multi-terabyte allocation.
+pub const MAX_VOXELS: usize = 1 << 31;
+
 /// `dims[0] * dims[1] * dims[2]`, or `None` on overflow.
 pub(crate) fn voxel_count(dims: [usize; 3]) -> Option<usize> {
     dims[0].checked_mul(dims[1])?.checked_mul(dims[2])

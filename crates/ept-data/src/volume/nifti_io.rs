@@ -381,8 +381,14 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
         )));
     }
     let nbytes = voxel_count(dims)
+        .filter(|&n| n <= super::MAX_VOXELS)
         .and_then(|n| n.checked_mul(datatype.size_of()))
-        .ok_or_else(|| fail(format!("dims {dims:?} are too large")))?;
+        .ok_or_else(|| {
+            fail(format!(
+                "dims {dims:?} are too large (at most {} voxels)",
+                super::MAX_VOXELS
+            ))
+        })?;
     let mut raw = Vec::new();
     raw.try_reserve(nbytes.min(256 << 20))
         .map_err(|_| fail(format!("cannot allocate memory for {nbytes} bytes of voxels")))?;

@@ -113,8 +113,16 @@ pub fn resample_to_dims<T: Voxel>(
 ) -> Result<Volume<T>, DataError> {
     check_grid(volume.dims, volume.spacing, volume.data.len())?;
     let n_out = super::voxel_count(dims)
-        .filter(|&n| n > 0)
-        .ok_or_else(|| DataError::Invalid(format!("resample: invalid output dims {dims:?}")))?;
+        .filter(|&n| n > 0 && n <= super::MAX_VOXELS)
+        .ok_or_else(|| {
+            DataError::Invalid(format!(
+                "resampling {:?} voxels of {:?} mm to {spacing:?} mm gives {dims:?} voxels \
+                 (at most {} are allowed): check the file's voxel size (pixdim) and the target spacing",
+                volume.dims,
+                volume.spacing,
+                super::MAX_VOXELS
+            ))
+        })?;
     check_grid(dims, spacing, n_out)?;
     if interp == Interp::Trilinear && T::lerp(volume.data[0], volume.data[0], 0.5).is_none() {
         return Err(DataError::Invalid(

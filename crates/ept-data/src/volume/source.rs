@@ -360,8 +360,10 @@ impl Preprocess<'_> {
             }
         }
         let (source_dims, source_spacing) = (image.dims, image.spacing);
-        let mut image = resample_to_spacing(&image, self.spacing, Interp::Trilinear)?;
-        let mut labels = resample_to_spacing(&labels, self.spacing, Interp::Nearest)?;
+        let image_error = |e: DataError| DataError::nifti(&entry.image, e.to_string());
+        let label_error = |e: DataError| DataError::nifti(&entry.label, e.to_string());
+        let mut image = resample_to_spacing(&image, self.spacing, Interp::Trilinear).map_err(image_error)?;
+        let mut labels = resample_to_spacing(&labels, self.spacing, Interp::Nearest).map_err(label_error)?;
         self.window.apply(&mut image)?;
         let mut pad_crop = None;
         if let Some(dims) = self.dims {
