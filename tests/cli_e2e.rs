@@ -417,6 +417,21 @@ fn sample_then_sweep_is_resumable_and_writes_a_table() {
         "a finished cell was trained again"
     );
     assert_eq!(std::fs::read_to_string(dir.join("runs/table.md")).unwrap(), table);
+    // The same sweep with other settings does not pass the old results off as new ones.
+    let changed = cli(&[
+        "sweep",
+        "--config",
+        sweep.to_str().unwrap(),
+        "--set",
+        "train.epochs=3",
+    ]);
+    assert!(
+        !changed.status.success()
+            && text(&changed).contains("finished with other settings")
+            && text(&changed).contains("train.epochs: 1 → 3"),
+        "{}",
+        text(&changed)
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

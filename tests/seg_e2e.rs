@@ -123,6 +123,13 @@ fn train_writes_report_predictions_and_overlays_and_resume_is_exact() {
     );
     assert!(prediction.data.iter().all(|&v| v == 0 || v == 1 || v == 3));
     assert_eq!(std::fs::read_dir(run.join("overlays")).unwrap().count(), 1);
+    // The classification-run commands say what they take.
+    let eval = cli(&["eval", "--run", run.to_str().unwrap()]);
+    assert!(
+        !eval.status.success() && text(&eval).contains("is a segmentation run"),
+        "{}",
+        text(&eval)
+    );
     assert!(run.join("method.safetensors").is_file());
 
     // interrupted after one epoch, then resumed: the same steps with the same losses

@@ -107,24 +107,38 @@ pub fn run(args: &SweepArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
                         .join(method)
                         .join(format!("{shots}-shot"))
                         .join(format!("exp{seed}"));
+                    let mut overrides = vec![
+                        format!("method={{ method = {method:?} }}"),
+                        format!(
+                            "data.train.list={}",
+                            path_value(base, &data.train_list, shots, seed)
+                        ),
+                        format!("output.dir={:?}", run_dir.display().to_string()),
+                    ];
+                    if let Some(val) = &data.val_list {
+                        overrides.push(format!("data.val.list={}", path_value(base, val, shots, seed)));
+                    }
+                    overrides.extend(sweep.overrides.iter().cloned());
+                    overrides.extend(args.overrides.iter().cloned());
+                    let config = RunConfig::load(&base.join(&data.config), &overrides)?;
                     let value = match finished_metric(&run_dir) {
-                        Some(found) => found,
-                        None => {
-                            let mut overrides = vec![
-                                format!("method={{ method = {method:?} }}"),
-                                format!(
-                                    "data.train.list={}",
-                                    path_value(base, &data.train_list, shots, seed)
-                                ),
-                                format!("output.dir={:?}", run_dir.display().to_string()),
-                            ];
-                            if let Some(val) = &data.val_list {
-                                overrides
-                                    .push(format!("data.val.list={}", path_value(base, val, shots, seed)));
+                        Some(found) => {
+                            // A finished run counts only if it was made with these settings.
+                            let made_with =
+                                std::fs::read_to_string(run_dir.join("config.toml")).unwrap_or_default();
+                            let changes =
+                                ept_train::checkpoint::changed_settings(&made_with, &config.to_toml());
+                            if !changes.is_empty() {
+                                anyhow::bail!(
+                                    "{} finished with other settings than this sweep asks for ({}): \
+                                     delete that folder to train it again, or give the sweep another output",
+                                    run_dir.display(),
+                                    changes.join(", ")
+                                );
                             }
-                            overrides.extend(sweep.overrides.iter().cloned());
-                            overrides.extend(args.overrides.iter().cloned());
-                            let config = RunConfig::load(&base.join(&data.config), &overrides)?;
+                            found
+                        }
+                        None => {
                             let resume = ept_train::checkpoint::latest(&run_dir).is_some();
                             eprintln!(
                                 "sweep: {} {method} {shots}-shot exp{seed}{}",

@@ -126,7 +126,15 @@ fn load_run(
     run: &RunArgs,
     device: &DeviceSpec,
 ) -> anyhow::Result<(RunConfig, ept_tuning::TunedVit, Task, usize)> {
-    let config = RunConfig::load(&run.run.join("config.toml"), &[])?;
+    let config_file = run.run.join("config.toml");
+    if ept_train::config::is_segmentation(&ept_train::config::load_table(&config_file, &[])?) {
+        anyhow::bail!(
+            "{} is a segmentation run: eval, predict and export take classification runs \
+             (a segmentation run writes its test predictions and Dice scores while it trains)",
+            run.run.display()
+        );
+    }
+    let config = RunConfig::load(&config_file, &[])?;
     let method_file = run.run.join("method.safetensors");
     let meta = ept_tuning::checkpoint::read_method_meta(&method_file)?;
     let train = config

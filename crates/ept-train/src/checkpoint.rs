@@ -88,14 +88,7 @@ fn keep_changed_config(run_dir: &Path, path: &Path, config_toml: &str) -> Result
     let Ok(previous) = std::fs::read_to_string(path) else {
         return Ok(()); // no earlier config to compare with (written by an older version)
     };
-    let (Ok(old), Ok(new)) = (
-        previous.parse::<toml::Table>(),
-        config_toml.parse::<toml::Table>(),
-    ) else {
-        return Ok(());
-    };
-    let mut changes = Vec::new();
-    changed_keys("", &old, &new, &mut changes);
+    let changes = changed_settings(&previous, config_toml);
     if changes.is_empty() {
         return Ok(());
     }
@@ -110,6 +103,16 @@ fn keep_changed_config(run_dir: &Path, path: &Path, config_toml: &str) -> Result
         kept.display()
     );
     Ok(())
+}
+
+/// `key: old → new` for every setting that differs between two resolved configs (TOML
+/// text; empty when either does not parse).
+pub fn changed_settings(old_toml: &str, new_toml: &str) -> Vec<String> {
+    let mut changes = Vec::new();
+    if let (Ok(old), Ok(new)) = (old_toml.parse::<toml::Table>(), new_toml.parse::<toml::Table>()) {
+        changed_keys("", &old, &new, &mut changes);
+    }
+    changes
 }
 
 /// `key: old → new` for every leaf that differs between two TOML tables (dotted keys).
