@@ -204,6 +204,11 @@ pub fn predict(args: &PredictArgs, device: &DeviceSpec) -> anyhow::Result<()> {
         .images
         .iter()
         .map(|path| {
+            anyhow::ensure!(
+                !path.is_dir(),
+                "image {} is a folder, not an image file",
+                path.display()
+            );
             anyhow::ensure!(path.is_file(), "image {} does not exist", path.display());
             Ok(Sample {
                 path: path.clone(),

@@ -21,6 +21,11 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Resampling filter.
+
+/// The most elongated image `resize_shorter` accepts (long side : short side); whole-slide
+/// strips and panoramas beyond it are errors rather than gigapixel resizes.
+pub const MAX_ASPECT: usize = 64;
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
@@ -322,6 +327,17 @@ impl Transform {
             Transform::Resize { size, interpolation } => resize(img, size.hw(), *interpolation),
             Transform::ResizeShorter { size, interpolation } => {
                 let (h, w) = (img.height, img.width);
+                let (short, long) = (h.min(w), h.max(w));
+                // An image 200,000,000 × 1 px would resize to gigapixels: refuse shapes
+                // more elongated than any medical image this pipeline is for.
+                if long > MAX_ASPECT * short {
+                    return Err(TransformError::Parameter {
+                        transform: name,
+                        message: format!(
+                            "the image is {h}×{w} px, more than {MAX_ASPECT}:1; crop or pad it to a sensible shape first"
+                        ),
+                    });
+                }
                 let out = if h <= w {
                     (*size, size * w / h)
                 } else {

@@ -7,7 +7,7 @@ mod common;
 
 use common::Scratch;
 use ept_backend::Rng;
-use ept_data::transform::{IMAGENET_MEAN, IMAGENET_STD, center_crop, random_resized_crop_params};
+use ept_data::transform::{IMAGENET_MEAN, IMAGENET_STD, MAX_ASPECT, center_crop, random_resized_crop_params};
 use ept_data::{
     Image, Interpolation, Loader, LoaderOptions, Pipeline, Sample, Size, Target, Transform, decode_file,
     sample_rng,
@@ -38,8 +38,15 @@ proptest! {
     #[test]
     fn pipelines_produce_the_requested_shape(h in 1usize..90, w in 1usize..90, gray in any::<bool>(), seed in any::<u64>()) {
         let img = ramp(if gray { 1 } else { 3 }, h, w);
-        for p in [Pipeline::medfmc_train(32), Pipeline::medfmc_test(32), Pipeline::center_crop_eval(32)] {
-            let out = p.apply(img.clone(), &mut Rng::new(seed)).unwrap();
+        let elongated = h.max(w) > MAX_ASPECT * h.min(w);
+        // (pipeline, whether it resizes the shorter side, which refuses elongated images)
+        for (p, shorter) in [(Pipeline::medfmc_train(32), false), (Pipeline::medfmc_test(32), false), (Pipeline::center_crop_eval(32), true)] {
+            let result = p.apply(img.clone(), &mut Rng::new(seed));
+            if shorter && elongated {
+                prop_assert!(result.is_err());
+                continue;
+            }
+            let out = result.unwrap();
             prop_assert_eq!((out.channels, out.height, out.width), (3, 32, 32));
             prop_assert_eq!(out.data.len(), 3 * 32 * 32);
             prop_assert!(out.data.iter().all(|v| v.is_finite()));
@@ -174,6 +181,17 @@ fn resize_shorter_keeps_the_aspect_ratio_like_torchvision() {
     .apply(ramp(1, 100, 233), &mut Rng::new(0))
     .unwrap();
     assert_eq!((out.height, out.width), (50, 116)); // int(50 * 233 / 100)
+    // A strip far longer than wide would resize to a huge image: refused, saying why.
+    let shorter = Transform::ResizeShorter {
+        size: 50,
+        interpolation: Interpolation::Bilinear,
+    };
+    let err = shorter
+        .apply(ramp(1, 2, 1000), &mut Rng::new(0))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("2×1000 px") && err.contains("64:1"), "{err}");
+    assert!(shorter.apply(ramp(1, 2, 128), &mut Rng::new(0)).is_ok());
     let out = Transform::Resize {
         size: Size::HeightWidth([7, 9]),
         interpolation: Interpolation::Bicubic,

@@ -21,11 +21,18 @@ impl fmt::Display for ShapeMismatch {
     }
 }
 
-/// Why a checkpoint could not be loaded.
+/// Why a checkpoint could not be loaded (or an export written).
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("cannot read checkpoint {}: {source}", path.display())]
     Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing an export failed; `source` already names the path (`ept_backend::fs`).
+    #[error("cannot write the export: {source}")]
+    Write {
         path: PathBuf,
         #[source]
         source: std::io::Error,

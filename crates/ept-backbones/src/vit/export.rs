@@ -40,7 +40,7 @@ impl Vit {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| corrupt(e.to_string()))?;
         let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| corrupt(e.to_string()))?;
-        ept_backend::fs::write_atomic(path, &bytes).map_err(|source| CheckpointError::Io {
+        ept_backend::fs::write_atomic(path, &bytes).map_err(|source| CheckpointError::Write {
             path: path.to_path_buf(),
             source,
         })?;
