@@ -20,12 +20,11 @@ pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet std on a `[0, 1]` scale (mmcls std 58.395, 57.12, 57.375 / 255).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
-/// Resampling filter.
-
 /// The most elongated image `resize_shorter` accepts (long side : short side); whole-slide
 /// strips and panoramas beyond it are errors rather than gigapixel resizes.
 pub const MAX_ASPECT: usize = 64;
 
+/// Resampling filter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Interpolation {
