@@ -3,7 +3,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 use ept_backend::DeviceSpec;
 use ept_data::{DataSource, Sample, Target, Task};
@@ -137,15 +136,12 @@ fn load_run(
     let config = RunConfig::load(&config_file, &[])?;
     let method_file = run.run.join("method.safetensors");
     let meta = ept_tuning::checkpoint::read_method_meta(&method_file)?;
-    let train = config
-        .data
-        .train
-        .load()
-        .context("reading the run's training list for its classes")?;
     let mut notes = Vec::new();
     let (model, vit) = build_model(&config, meta.num_classes, &device.device(), &mut notes)?;
     let (model, _) = ept_tuning::checkpoint::load_method(model, &vit.name, &method_file)?;
-    Ok((config, model, train.task, vit.img_size))
+    // The task follows from the training source's format: the run needs no data files.
+    let task = config.data.train.task();
+    Ok((config, model, task, vit.img_size))
 }
 
 pub fn eval(args: &EvalArgs, device: &DeviceSpec) -> anyhow::Result<()> {

@@ -196,6 +196,17 @@ impl DataSource {
         out
     }
 
+    /// Single- or multi-label, as the source's format says (no file is read).
+    pub fn task(&self) -> Task {
+        match self {
+            DataSource::List { format, .. } => format.syntax().task(),
+            DataSource::Csv {
+                multi_label: true, ..
+            } => Task::MultiLabel,
+            DataSource::Csv { .. } | DataSource::Folder { .. } => Task::SingleLabel,
+        }
+    }
+
     /// Read the whole data set.
     pub fn load(&self) -> Result<Dataset, DataError> {
         match self {
@@ -248,11 +259,7 @@ impl DataSource {
                 Ok(Dataset {
                     samples,
                     num_classes: n,
-                    task: if *multi_label {
-                        Task::MultiLabel
-                    } else {
-                        Task::SingleLabel
-                    },
+                    task: self.task(),
                     class_names,
                     layout: Layout::Csv,
                     default_grouping: if grouped {
