@@ -30,6 +30,22 @@ fn text(output: &Output) -> String {
     )
 }
 
+/// Run `args` with `--set set`: it must fail with a message containing `expect`, not panic.
+fn assert_refused(args: &[&str], set: &str, expect: &str) {
+    let mut args = args.to_vec();
+    args.extend(["--quiet", "--set", set]);
+    let out = cli(&args);
+    let message = text(&out);
+    assert!(
+        !out.status.success() && !message.contains("panicked"),
+        "{set}: {message}"
+    );
+    assert!(
+        message.contains(expect),
+        "{set}: expected {expect:?} in: {message}"
+    );
+}
+
 /// A scratch folder with a tiny segmentation config over the first `volumes` slabs.
 fn setup(name: &str, volumes: usize, method: &str) -> (PathBuf, PathBuf) {
     let dir = std::env::temp_dir().join(format!("ept-seg-{name}-{}", std::process::id()));
@@ -186,23 +202,7 @@ fn bad_config_and_corrupt_volume_are_named() {
         ("model.punet.bias_dim=0", "bias_dim must be ≥ 1"),
         ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
     ] {
-        let out = cli(&[
-            "train",
-            "--quiet",
-            "--config",
-            config.to_str().unwrap(),
-            "--set",
-            set,
-        ]);
-        let message = text(&out);
-        assert!(
-            !out.status.success() && !message.contains("panicked"),
-            "{set}: {message}"
-        );
-        assert!(
-            message.contains(expect),
-            "{set}: expected {expect:?} in: {message}"
-        );
+        assert_refused(&["train", "--config", config.to_str().unwrap()], set, expect);
     }
 
     // a truncated .nii.gz in the list
@@ -303,16 +303,7 @@ dir = "{run}"
         ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
         ("model.punet.in_channels=3", "model.punet.in_channels = 3"),
     ] {
-        let out = cli(&["pretrain", "--config", path, "--quiet", "--set", set]);
-        let message = text(&out);
-        assert!(
-            !out.status.success() && !message.contains("panicked"),
-            "{set}: {message}"
-        );
-        assert!(
-            message.contains(expect),
-            "{set}: expected {expect:?} in: {message}"
-        );
+        assert_refused(&["pretrain", "--config", path], set, expect);
     }
     // a typo in a CPA key is named
     let bad = std::fs::read_to_string(dir.join("cpa.toml"))

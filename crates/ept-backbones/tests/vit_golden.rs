@@ -14,23 +14,6 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/vit_tiny")
 }
 
-/// The tiny architecture the generator builds (see make_vit_golden.py).
-fn tiny_config(img_size: usize) -> VitConfig {
-    VitConfig {
-        name: "vit_golden_tiny".into(),
-        img_size,
-        patch_size: 8,
-        in_chans: 3,
-        embed_dim: 48,
-        depth: 2,
-        num_heads: 3,
-        mlp_ratio: 4.0,
-        num_classes: 5,
-        qkv_bias: true,
-        layer_norm_eps: 1e-6,
-    }
-}
-
 /// Every backend compiled into this test binary that can run here: flex and ndarray by
 /// default, plus CUDA when built with `--features cuda` on a machine with a GPU (CI has
 /// none and builds without it).
@@ -51,7 +34,7 @@ fn max_abs_diff(a: &TensorData, b: &TensorData) -> f32 {
 }
 
 fn load(spec: &DeviceSpec, img_size: usize, file: &str) -> Vit {
-    let mut model = tiny_config(img_size).init(&spec.device()).unwrap();
+    let mut model = VitConfig::golden_tiny(img_size).init(&spec.device()).unwrap();
     model
         .load_checkpoint(&fixtures().join(file), "vit_golden_tiny")
         .unwrap_or_else(|e| panic!("{file}: {e}"));
@@ -115,7 +98,7 @@ fn pth_and_mmcls_copies_give_identical_outputs() {
 fn other_image_size_interpolates_pos_embed_like_timm() {
     let io = io("io_48.safetensors");
     let spec = DeviceSpec::default();
-    let mut model = tiny_config(48).init(&spec.device()).unwrap();
+    let mut model = VitConfig::golden_tiny(48).init(&spec.device()).unwrap();
     let report = model
         .load_checkpoint(&fixtures().join("weights_timm.safetensors"), "vit_golden_tiny")
         .unwrap();
@@ -132,7 +115,7 @@ fn other_image_size_interpolates_pos_embed_like_timm() {
 fn mmcls_checkpoint_at_another_size_resamples_like_mmcls() {
     let io = io("io_48.safetensors");
     let spec = DeviceSpec::default();
-    let mut model = tiny_config(48).init(&spec.device()).unwrap();
+    let mut model = VitConfig::golden_tiny(48).init(&spec.device()).unwrap();
     model
         .load_checkpoint(&fixtures().join("weights_mmcls.pth"), "vit_golden_tiny")
         .unwrap();
@@ -144,7 +127,10 @@ fn mmcls_checkpoint_at_another_size_resamples_like_mmcls() {
 #[test]
 fn head_of_another_size_is_reinitialised_and_reported() {
     let spec = DeviceSpec::default();
-    let mut model = tiny_config(32).with_num_classes(2).init(&spec.device()).unwrap();
+    let mut model = VitConfig::golden_tiny(32)
+        .with_num_classes(2)
+        .init(&spec.device())
+        .unwrap();
     let report = model
         .load_checkpoint(&fixtures().join("weights_mmcls.pth"), "vit_golden_tiny")
         .unwrap();
@@ -165,7 +151,7 @@ fn head_of_another_size_is_reinitialised_and_reported() {
 #[test]
 fn checkpoint_of_another_architecture_lists_the_differences() {
     let spec = DeviceSpec::default();
-    let mut deeper = tiny_config(32);
+    let mut deeper = VitConfig::golden_tiny(32);
     deeper.depth = 3;
     deeper.embed_dim = 48;
     let mut model = deeper.init(&spec.device()).unwrap();
@@ -179,7 +165,7 @@ fn checkpoint_of_another_architecture_lists_the_differences() {
         "{text}"
     );
 
-    let mut wider = tiny_config(32);
+    let mut wider = VitConfig::golden_tiny(32);
     wider.embed_dim = 60;
     let mut model = wider.init(&spec.device()).unwrap();
     let text = model
@@ -202,7 +188,7 @@ fn truncated_and_foreign_files_are_clear_errors() {
         for cut in [bytes.len() / 2, 20, 0] {
             let path = dir.join(format!("cut_{cut}_{source}"));
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            let mut model = tiny_config(32).init(&spec.device()).unwrap();
+            let mut model = VitConfig::golden_tiny(32).init(&spec.device()).unwrap();
             let err = model.load_checkpoint(&path, "tiny").unwrap_err();
             assert!(
                 matches!(err, CheckpointError::Corrupt { .. }),
@@ -213,7 +199,7 @@ fn truncated_and_foreign_files_are_clear_errors() {
     }
     let text_file = dir.join("notes.txt");
     std::fs::write(&text_file, "hello, not a checkpoint").unwrap();
-    let mut model = tiny_config(32).init(&spec.device()).unwrap();
+    let mut model = VitConfig::golden_tiny(32).init(&spec.device()).unwrap();
     assert!(matches!(
         model.load_checkpoint(&text_file, "tiny"),
         Err(CheckpointError::Corrupt { .. })
@@ -274,7 +260,7 @@ fn malicious_pickle_is_refused_without_running_anything() {
     let path = dir.join("evil.pth");
     std::fs::write(&path, &bytes).unwrap();
     let spec = DeviceSpec::default();
-    let mut model = tiny_config(32).init(&spec.device()).unwrap();
+    let mut model = VitConfig::golden_tiny(32).init(&spec.device()).unwrap();
     let err = model.load_checkpoint(&path, "tiny").unwrap_err();
     assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err}");
     assert!(err.to_string().contains("evil.pth"), "{err}");

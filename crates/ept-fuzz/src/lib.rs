@@ -153,19 +153,7 @@ fn load_into_tiny_vit(path: &Path) {
     if ept_backbones::checkpoint::read_checkpoint(path).is_err() {
         return;
     }
-    let config = ept_backbones::VitConfig {
-        name: "vit_fuzz_tiny".into(),
-        img_size: 48,
-        patch_size: 8,
-        in_chans: 3,
-        embed_dim: 48,
-        depth: 2,
-        num_heads: 3,
-        mlp_ratio: 4.0,
-        num_classes: 5,
-        qkv_bias: true,
-        layer_norm_eps: 1e-6,
-    };
+    let config = ept_backbones::VitConfig::golden_tiny(48);
     if let Ok(mut vit) = config.init(&burn::tensor::Device::flex()) {
         let _ = vit.load_checkpoint(path, &config.name);
     }

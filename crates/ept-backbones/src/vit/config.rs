@@ -107,6 +107,25 @@ impl VitConfig {
         Ok(config)
     }
 
+    /// The architecture of the committed golden fixtures (`tests/fixtures/vit_tiny`, made
+    /// by `tools/golden/make_vit_golden.py` with timm): width 48, depth 2, 3 heads, patch
+    /// 8, a 5-class head; `img_size` 32 as generated, or another size to test resampling.
+    pub fn golden_tiny(img_size: usize) -> Self {
+        VitConfig {
+            name: "vit_golden_tiny".into(),
+            img_size,
+            patch_size: 8,
+            in_chans: 3,
+            embed_dim: 48,
+            depth: 2,
+            num_heads: 3,
+            mlp_ratio: 4.0,
+            num_classes: 5,
+            qkv_bias: true,
+            layer_norm_eps: 1e-6,
+        }
+    }
+
     /// Same architecture at another input size (the position grid changes).
     pub fn with_img_size(mut self, img_size: usize) -> Self {
         self.img_size = img_size;

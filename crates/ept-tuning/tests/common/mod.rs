@@ -17,19 +17,7 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn tiny_config() -> VitConfig {
-    VitConfig {
-        name: "vit_golden_tiny".into(),
-        img_size: 32,
-        patch_size: 8,
-        in_chans: 3,
-        embed_dim: 48,
-        depth: 2,
-        num_heads: 3,
-        mlp_ratio: 4.0,
-        num_classes: 5,
-        qkv_bias: true,
-        layer_norm_eps: 1e-6,
-    }
+    VitConfig::golden_tiny(32)
 }
 
 /// The tiny ViT with timm's weights, wrapped with `method`; the checkpoint's head is kept.
