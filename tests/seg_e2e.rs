@@ -153,6 +153,12 @@ fn train_writes_report_predictions_and_overlays_and_resume_is_exact() {
     let config2 = config2.to_str().unwrap();
     let first = cli(&["train", "--config", config2, "--quiet", "--stop-after", "1"]);
     assert!(first.status.success(), "{}", text(&first));
+    // resuming into another architecture names the field that differs
+    assert_refused(
+        &["train", "--config", config2, "--resume"],
+        "model.punet.tokens_per_class=3",
+        "model.punet.tokens_per_class: 2 in the file, 3 in the model",
+    );
     let again = cli(&["train", "--config", config2, "--quiet"]);
     assert!(
         !again.status.success() && text(&again).contains("--resume"),

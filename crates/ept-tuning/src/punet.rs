@@ -334,6 +334,24 @@ pub fn save_seg_method(model: &TunedPunet, path: &std::path::Path) -> Result<u64
     .map_err(|e| seg_checkpoint_error(path, e))
 }
 
+/// `model.punet.<key>: file's → model's` for each architecture field that differs.
+fn architecture_changes(file: &PunetConfig, model: &PunetConfig) -> String {
+    let fields = |config: &PunetConfig| match serde_json::to_value(config) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    let (file, model) = (fields(file), fields(model));
+    let changes: Vec<String> = file
+        .iter()
+        .filter(|(key, value)| model.get(*key) != Some(*value))
+        .map(|(key, value)| {
+            let now = model.get(key).map_or("(unset)".to_string(), ToString::to_string);
+            format!("model.punet.{key}: {value} in the file, {now} in the model")
+        })
+        .collect();
+    changes.join(", ")
+}
+
 /// Load a file written by [`save_seg_method`] into a model built the same way.
 pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<TunedPunet, TuningError> {
     use burn_store::ModuleSnapshot;
@@ -345,15 +363,24 @@ pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<
         .and_then(|t| {
             serde_json::from_str(&t).map_err(|e| seg_checkpoint_error(path, format!("bad metadata: {e}")))
         })?;
-    if meta.method != model.method || meta.classes != model.classes || meta.punet != model.punet.config {
+    if meta.method != model.method || meta.classes != model.classes {
         return Err(seg_checkpoint_error(
             path,
             format!(
-                "holds {} for classes {:?}, but the model is {} for classes {:?} (or another PUNet architecture)",
+                "holds {} for classes {:?}, but the model is {} for classes {:?}",
                 meta.method.name(),
                 meta.classes,
                 model.method.name(),
                 model.classes
+            ),
+        ));
+    }
+    if meta.punet != model.punet.config {
+        return Err(seg_checkpoint_error(
+            path,
+            format!(
+                "was made with another PUNet architecture: {}",
+                architecture_changes(&meta.punet, &model.punet.config)
             ),
         ));
     }
