@@ -159,6 +159,10 @@ fn train_writes_report_predictions_and_overlays_and_resume_is_exact() {
         "model.punet.tokens_per_class=3",
         "model.punet.tokens_per_class: 2 in the file, 3 in the model",
     );
+    assert!(
+        !dir2.join("run/config.before-resume-1.toml").exists(),
+        "a refused resume changes nothing"
+    );
     let again = cli(&["train", "--config", config2, "--quiet"]);
     assert!(
         !again.status.success() && text(&again).contains("--resume"),

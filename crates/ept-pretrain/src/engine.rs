@@ -155,7 +155,7 @@ pub fn pretrain(
         optim = restored;
         start_epoch = state.epoch + 1;
         step = state.step;
-        checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
+        checkpoint::continue_run(&run_dir, state.epoch, &config.to_toml())?;
     }
     let prompts = ParamGroup::new(&student, &is_prompt_path);
 

@@ -65,20 +65,31 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, 
     }
 }
 
-/// Prepare the run folder (see [`prepare_run_dir`]) and write the resolved config into
-/// it as `config.toml`; returns the checkpoint to resume from, if any.
+/// Prepare the run folder (see [`prepare_run_dir`]); a new run also gets the resolved
+/// config as `config.toml` (a resumed one in [`continue_run`], once its checkpoint has
+/// loaded). Returns the checkpoint to resume from, if any.
 pub fn start_run(run_dir: &Path, resume: bool, config_toml: &str) -> Result<Option<PathBuf>, TrainError> {
     let resume_from = prepare_run_dir(run_dir, resume)?;
     if resume_from.is_none() {
         // A run that died before its first checkpoint starts over: drop its log.
         let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
+        write_config(run_dir, config_toml)?;
     }
-    let path = run_dir.join("config.toml");
-    if resume_from.is_some() {
-        keep_changed_config(run_dir, &path, config_toml)?;
-    }
-    ept_backend::fs::write_atomic(&path, config_toml.as_bytes()).map_err(|e| TrainError::write(&path, e))?;
     Ok(resume_from)
+}
+
+/// A resumed run whose checkpoint of `epoch` loaded: its log loses what came after that
+/// epoch, and `config.toml` becomes this resume's settings (the earlier ones kept when
+/// they differ). A resume refused while loading leaves the run folder as it was.
+pub fn continue_run(run_dir: &Path, epoch: usize, config_toml: &str) -> Result<(), TrainError> {
+    truncate_log(&run_dir.join("metrics.jsonl"), epoch)?;
+    keep_changed_config(run_dir, &run_dir.join("config.toml"), config_toml)?;
+    write_config(run_dir, config_toml)
+}
+
+fn write_config(run_dir: &Path, config_toml: &str) -> Result<(), TrainError> {
+    let path = run_dir.join("config.toml");
+    ept_backend::fs::write_atomic(&path, config_toml.as_bytes()).map_err(|e| TrainError::write(&path, e))
 }
 
 /// A run resumed with other settings (say, a lower learning rate after a NaN stop) keeps
@@ -254,7 +265,7 @@ pub fn load_with(
 
 /// Drop log records after `epoch` (a run interrupted mid-epoch logged steps that the
 /// resumed run repeats).
-pub fn truncate_log(path: &Path, epoch: usize) -> Result<(), TrainError> {
+fn truncate_log(path: &Path, epoch: usize) -> Result<(), TrainError> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(());
     };

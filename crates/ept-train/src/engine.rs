@@ -347,7 +347,7 @@ pub fn train(
         optim = restored;
         start_epoch = state.epoch + 1;
         step = state.step;
-        checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
+        checkpoint::continue_run(&run_dir, state.epoch, &config.to_toml())?;
     }
     // After a resume: loading restores the saved parameter ids, which the group keys on.
     let head_group = ParamGroup::new(&model, &|path| path.starts_with("head."));

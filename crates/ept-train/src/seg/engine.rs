@@ -134,7 +134,7 @@ pub fn train_segmentation(
         optim = restored;
         start_epoch = state.epoch + 1;
         step = state.step;
-        checkpoint::truncate_log(&run_dir.join("metrics.jsonl"), state.epoch)?;
+        checkpoint::continue_run(&run_dir, state.epoch, &config.to_toml())?;
     }
     // After a resume: loading restores the saved parameter ids, which the group keys on.
     let prompt_group = ParamGroup::new(&model, &|path| {
