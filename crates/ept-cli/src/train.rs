@@ -168,13 +168,7 @@ pub fn eval(args: &EvalArgs, device: &DeviceSpec) -> anyhow::Result<()> {
     } else {
         "data.test"
     };
-    check_split(
-        &set,
-        &source.origin().display().to_string(),
-        key,
-        model.head.num_classes(),
-        task,
-    )?;
+    check_split(&set, source.origin(), key, model.head.num_classes(), task)?;
     let (_, eval_pipeline) = pipelines(config.data.pipeline, size);
     let loader = ept_data::Loader::from_dataset(&set, eval_pipeline, eval_options())?;
     let result = evaluate(&model, &loader, task, &device.device(), false)?;

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use crate::error::{DataError, LineProblem};
-use crate::format::MAX_CLASSES;
+use crate::format::{MAX_CLASSES, check_num_classes};
 use crate::list::{text_lines, write_atomic};
 use crate::sample::{Sample, Target};
 
@@ -85,11 +85,8 @@ pub fn parse_csv(
     images: &Path,
     options: &CsvOptions,
 ) -> Result<(Vec<Sample>, usize), DataError> {
-    if let Some(n) = options.num_classes.filter(|n| !(1..=MAX_CLASSES).contains(n)) {
-        return Err(DataError::Invalid(format!(
-            "{}: num_classes = {n} must be in 1..={MAX_CLASSES}",
-            file.display()
-        )));
+    if let Some(n) = options.num_classes {
+        check_num_classes(n).map_err(|e| DataError::Invalid(format!("{}: {e}", file.display())))?;
     }
     let lines = text_lines(bytes, file)?;
     let mut rows = lines.as_slice();

@@ -24,6 +24,17 @@ use crate::sample::{Target, Task};
 /// head of that size are allocated.
 pub const MAX_CLASSES: usize = 100_000;
 
+/// A configured class count must be in `1..=MAX_CLASSES` (the message names the key).
+pub(crate) fn check_num_classes(num_classes: usize) -> Result<(), String> {
+    if (1..=MAX_CLASSES).contains(&num_classes) {
+        Ok(())
+    } else {
+        Err(format!(
+            "num_classes = {num_classes} must be in 1..={MAX_CLASSES}"
+        ))
+    }
+}
+
 /// How the labels after the file name are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,11 +127,7 @@ impl ListKind {
         let num_classes = num_classes
             .or(self.default_classes())
             .ok_or_else(|| format!("list format '{}' needs num_classes", self.name()))?;
-        if num_classes == 0 || num_classes > MAX_CLASSES {
-            return Err(format!(
-                "num_classes = {num_classes} must be in 1..={MAX_CLASSES}"
-            ));
-        }
+        check_num_classes(num_classes)?;
         Ok(ListFormat {
             syntax: self.syntax(),
             num_classes,

@@ -274,7 +274,7 @@ fn load_split(
 ) -> Result<Option<Dataset>, TrainError> {
     let Some(source) = source else { return Ok(None) };
     let split = source.load()?;
-    check_split(&split, &source.origin().display().to_string(), key, classes, task)?;
+    check_split(&split, source.origin(), key, classes, task)?;
     Ok(Some(split))
 }
 
@@ -282,7 +282,7 @@ fn load_split(
 /// number of classes (else its metrics would index past the model's outputs).
 pub fn check_split(
     split: &Dataset,
-    origin: &str,
+    origin: &std::path::Path,
     key: &str,
     classes: usize,
     task: Task,
@@ -298,8 +298,9 @@ pub fn check_split(
         return Ok(());
     }
     Err(TrainError::Data(ept_data::DataError::Invalid(format!(
-        "{origin} ({key}) has {} but the model predicts {} (data.train's labels): \
+        "{} ({key}) has {} but the model predicts {} (data.train's labels): \
          give {key} the same list format and num_classes as data.train",
+        origin.display(),
         describe(split.num_classes, split.task),
         describe(classes, task)
     ))))
