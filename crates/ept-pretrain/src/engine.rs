@@ -142,16 +142,18 @@ pub fn pretrain(
         .init();
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
-        let (state, restored) = checkpoint::load_with(dir, optim, |file| {
-            student = load_punet_weights(student.clone(), file)
+        // The optimizer steps the student only; the teacher comes back beside it.
+        let (resumed, state, restored) = checkpoint::load_with(dir, optim, |file| {
+            let loaded = load_punet_weights(student.clone(), file)
                 .map_err(|e| TrainError::run(file, e))?
                 .0;
             let teacher_file = file.with_file_name("teacher.safetensors");
             teacher = load_punet_weights(teacher.clone(), &teacher_file)
                 .map_err(|e| TrainError::run(&teacher_file, e))?
                 .0;
-            Ok(())
+            Ok(loaded)
         })?;
+        student = resumed;
         optim = restored;
         start_epoch = state.epoch + 1;
         step = state.step;

@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use ept_tuning::TunedVit;
 use serde::{Deserialize, Serialize};
@@ -220,21 +221,20 @@ pub fn load(
     optim: ModuleOptimizer,
     backbone: &str,
 ) -> Result<(TunedVit, TrainState, ModuleOptimizer), TrainError> {
-    let mut loaded = None;
-    let (state, optim) = load_with(dir, optim, |file| {
-        loaded = Some(ept_tuning::checkpoint::load_method(model, backbone, file)?.0);
-        Ok(())
-    })?;
-    Ok((loaded.expect("load_with reads the model first"), state, optim))
+    load_with(dir, optim, |file| {
+        Ok(ept_tuning::checkpoint::load_method(model, backbone, file)?.0)
+    })
 }
 
-/// Read a checkpoint whose model file `read_model` loads; returns the loop position
-/// and the restored optimizer.
-pub fn load_with(
+/// Read a checkpoint whose model file `read_model` loads into the model the optimizer
+/// steps; returns that model, the loop position and the restored optimizer. The
+/// optimizer state is checked against the loaded model's parameters first, so a file
+/// that does not fit is an error here rather than a panic in the first step.
+pub fn load_with<M: Module>(
     dir: &Path,
     optim: ModuleOptimizer,
-    read_model: impl FnOnce(&Path) -> Result<(), TrainError>,
-) -> Result<(TrainState, ModuleOptimizer), TrainError> {
+    read_model: impl FnOnce(&Path) -> Result<M, TrainError>,
+) -> Result<(M, TrainState, ModuleOptimizer), TrainError> {
     let state: TrainState = std::fs::read(dir.join("state.json"))
         .map_err(|e| TrainError::run(dir, format!("state.json: {e}")))
         .and_then(|b| {
@@ -254,13 +254,14 @@ pub fn load_with(
             ),
         ));
     }
-    read_model(&dir.join("method.safetensors"))?;
-    let bytes = std::fs::read(dir.join("optimizer.bin"))
-        .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e}")))?;
+    let model = read_model(&dir.join("method.safetensors"))?;
+    let optim_file = dir.join("optimizer.bin");
+    let bytes = std::fs::read(&optim_file).map_err(|e| TrainError::run(&optim_file, e))?;
+    crate::optimizer_file::check_against(&optim_file, &model).map_err(|e| TrainError::run(&optim_file, e))?;
     let optim = optim
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| TrainError::run(dir, format!("optimizer.bin: {e:?}")))?;
-    Ok((state, optim))
+        .map_err(|e| TrainError::run(&optim_file, format!("{e:?}")))?;
+    Ok((model, state, optim))
 }
 
 /// Drop log records after `epoch` (a run interrupted mid-epoch logged steps that the

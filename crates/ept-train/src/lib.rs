@@ -12,6 +12,7 @@ pub mod error;
 pub mod evaluate;
 pub mod groups;
 pub mod metrics;
+mod optimizer_file;
 pub mod parallel;
 pub mod plot;
 pub mod schedule;

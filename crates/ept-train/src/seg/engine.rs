@@ -125,12 +125,9 @@ pub fn train_segmentation(
     let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
-        let mut resumed = None;
-        let (state, restored) = checkpoint::load_with(dir, optim, |file| {
-            resumed = Some(load_seg_method(model.clone(), file)?);
-            Ok(())
-        })?;
-        model = resumed.expect("read by load_with");
+        let (resumed, state, restored) =
+            checkpoint::load_with(dir, optim, |file| Ok(load_seg_method(model.clone(), file)?))?;
+        model = resumed;
         optim = restored;
         start_epoch = state.epoch + 1;
         step = state.step;
