@@ -126,11 +126,13 @@ pub fn parse_csv(
             num_classes = Some(flags.len());
         }
         let full = images.join(&path);
-        if options.check_images && !full.is_file() {
-            return Err(err(LineProblem::UnknownImage {
-                name: path,
+        if options.check_images
+            && let Some(problem) = LineProblem::for_listed(&full, || LineProblem::UnknownImage {
+                name: path.clone(),
                 dir: images.to_path_buf(),
-            }));
+            })
+        {
+            return Err(err(problem));
         }
         samples.push(Sample {
             path: full,

@@ -92,6 +92,24 @@ pub enum LineProblem {
     Header { expected: &'static str, found: String },
     #[error("{column} file '{}' does not exist", path.display())]
     MissingFile { column: &'static str, path: PathBuf },
+    #[error("'{}' is a folder, not a file", path.display())]
+    NotAFile { path: PathBuf },
+}
+
+impl LineProblem {
+    /// The problem with a listed `path` that is not a file: a folder is named as one,
+    /// anything else is `missing`. `None` when it is a file.
+    pub(crate) fn for_listed(path: &Path, missing: impl FnOnce() -> LineProblem) -> Option<LineProblem> {
+        if path.is_file() {
+            None
+        } else if path.is_dir() {
+            Some(LineProblem::NotAFile {
+                path: path.to_path_buf(),
+            })
+        } else {
+            Some(missing())
+        }
+    }
 }
 
 /// Why a few-shot (or fraction) subset could not be drawn.

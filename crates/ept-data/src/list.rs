@@ -45,15 +45,13 @@ pub fn parse_list(
             .parse_line(&text)
             .map_err(|p| DataError::line(file, line_no, p))?;
         let path = images.join(&id);
-        if check_images && !path.is_file() {
-            return Err(DataError::line(
-                file,
-                line_no,
-                LineProblem::UnknownImage {
-                    name: id,
-                    dir: images.to_path_buf(),
-                },
-            ));
+        if check_images
+            && let Some(problem) = LineProblem::for_listed(&path, || LineProblem::UnknownImage {
+                name: id.clone(),
+                dir: images.to_path_buf(),
+            })
+        {
+            return Err(DataError::line(file, line_no, problem));
         }
         samples.push(Sample {
             path,

@@ -170,6 +170,22 @@ fn dimensionality_is_checked() {
     patch(&p, 40, &2i16.to_le_bytes());
     let e = read_volume(&p).unwrap_err().to_string();
     assert!(e.contains("flat.nii") && e.contains("2-D"), "{e}");
+    // dim[0] beyond 7 (the reader then guesses the other byte order): named as dim[0].
+    let p = tiny_file(&dir, "nine.nii", &[1.0, 2.0], [1, 1, 2], NiftiDatatype::Float32);
+    patch(&p, 40, &9i16.to_le_bytes());
+    let e = read_volume(&p).unwrap_err().to_string();
+    assert!(e.contains("nine.nii") && e.contains("dim[0] = 9"), "{e}");
+    // A negative dimension is shown as the negative number the file holds.
+    let p = tiny_file(
+        &dir,
+        "negative.nii",
+        &[1.0, 2.0],
+        [1, 1, 2],
+        NiftiDatatype::Float32,
+    );
+    patch(&p, 44, &(-5i16).to_le_bytes());
+    let e = read_volume(&p).unwrap_err().to_string();
+    assert!(e.contains("negative.nii") && e.contains("[3, 1, -5, 2"), "{e}");
 }
 
 #[test]

@@ -177,6 +177,18 @@ fn unknown_image_is_reported_when_checking_files() {
     );
     // Without the check the same list reads fine.
     assert_eq!(read_list(&list, &images, &COLON, false).unwrap().len(), 2);
+    // An entry naming a folder says so (it exists, so "no such file" would mislead).
+    std::fs::create_dir_all(images.join("scans")).unwrap();
+    let list = dir.write("folder.txt", b"a b.png 1\nscans 0\n");
+    let err = read_list(&list, &images, &COLON, true).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "{}:2: '{}' is a folder, not a file",
+            list.display(),
+            images.join("scans").display()
+        )
+    );
     // A missing list file is an I/O error naming it.
     let e = read_list(&dir.path().join("nope.txt"), &images, &COLON, false).unwrap_err();
     assert!(

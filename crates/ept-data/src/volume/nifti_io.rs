@@ -318,6 +318,13 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
         return Err(fail(
             if header.sizeof_hdr == 540 || header.sizeof_hdr.swap_bytes() == 540 {
                 "NIfTI-2 files are not supported; save as NIfTI-1".into()
+            } else if header.sizeof_hdr.swap_bytes() == HEADER_BYTES as i32 {
+                // The reader takes a dim[0] outside 1..=7 as the sign of the other byte
+                // order, so a bad dim[0] shows up as a byte-swapped sizeof_hdr.
+                format!(
+                    "invalid dim[0] = {} in the header (the number of dimensions, 1 to 7)",
+                    header.dim[0].swap_bytes() as i16
+                )
             } else {
                 format!(
                     "not a NIfTI-1 file (sizeof_hdr = {}, expected 348)",
@@ -334,8 +341,12 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
     }
     let ndim = usize::from(header.dim[0]);
     let all = header.dim.get(1..=ndim.min(7)).unwrap_or(&[]);
-    if !(1..=7).contains(&ndim) || all.contains(&0) {
-        return Err(fail(format!("invalid dims {:?} in the header", header.dim)));
+    // dim is a signed short in the format; the reader hands it over unsigned.
+    if !(1..=7).contains(&ndim) || all.iter().any(|&d| d == 0 || d as i16 <= 0) {
+        return Err(fail(format!(
+            "invalid dims {:?} in the header (each used dimension must be at least 1)",
+            header.dim.map(|d| d as i16)
+        )));
     }
     if ndim < 3 || all[3..].iter().any(|&d| d != 1) {
         return Err(fail(format!(

@@ -87,8 +87,11 @@ pub fn read_volume_list(csv: &Path) -> Result<Vec<VolumeEntry>, DataError> {
                 return Err(err(LineProblem::EmptyColumn { column }));
             }
             let path = base.join(field);
-            if !path.is_file() {
-                return Err(err(LineProblem::MissingFile { column, path }));
+            if let Some(problem) = LineProblem::for_listed(&path, || LineProblem::MissingFile {
+                column,
+                path: path.clone(),
+            }) {
+                return Err(err(problem));
             }
             *slot = path;
         }
