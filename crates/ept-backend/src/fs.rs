@@ -63,6 +63,35 @@ pub fn explain(error: io::Error, path: &Path) -> io::Error {
     )
 }
 
+/// Make a file-size limit (`ulimit -f`) a write error instead of a kill: by default the
+/// kernel ends a process that writes past the limit with SIGXFSZ, before it can say
+/// what happened. Ignoring the signal makes the write fail with `EFBIG`, which
+/// [`explain`] reports as a full disk while the last checkpoint stays intact.
+pub fn report_file_size_limit() {
+    // SIGXFSZ is 25 on these (MIPS, for one, numbers it otherwise).
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "x86",
+            target_arch = "arm",
+            target_arch = "riscv64"
+        )
+    ))]
+    {
+        unsafe extern "C" {
+            fn signal(signum: i32, handler: usize) -> usize;
+        }
+        const SIGXFSZ: i32 = 25;
+        const SIG_IGN: usize = 1;
+        // SAFETY: installs the kernel's own "ignore" disposition; no handler code runs.
+        unsafe {
+            signal(SIGXFSZ, SIG_IGN);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -190,7 +190,7 @@ fn report(args: &DemoArgs, base: &RunConfig, table: &str, train_images: usize, t
          hand-drawn AAL atlas (Debian `mricron-data`); {shots}-shot per class drawn by group (seed {seed}):\n\
          {train_images} training patches; {test_images} test patches from slabs never seen in training.\n\n\
          Backbone: `{model}` pretrained by ept on Fashion-MNIST (configs/demo/pretrain_fashion.toml), frozen.\n\
-         Recipe: {epochs} epochs, batch {batch}, {optimizer:?}, cosine schedule; matmul precision {precision}.\n\n{table}\n\
+         Recipe: {epochs} epochs, batch {batch}, {optimizer}, cosine schedule; matmul precision {precision}.\n\n{table}\n\
          Accuracy is top-1, AUC and F1 are macro averages (percent) on the test patches; ECE is the 15-bin expected\n\
          calibration error of the top-class probability (0 = perfectly calibrated). tr(S_W) is the\n\
          intra-class scatter of the test CLS features and S_B/S_W the between/within-class ratio\n\

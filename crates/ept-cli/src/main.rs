@@ -28,8 +28,9 @@ static ALLOCATOR: ept_backend::memory::ReportingAllocator = ept_backend::memory:
     about = "Parameter-efficient tuning of frozen vision models for medical images"
 )]
 struct Cli {
-    /// Tensor backend: cpu | flex | ndarray | cuda[:N]. A comma list (`cuda:0,cuda:1`)
-    /// trains classification runs data-parallel: every batch is shared by the devices.
+    /// Tensor backend: cpu | flex | ndarray | cuda[:N]. A comma list (`cuda:0,cuda:1`) is
+    /// for `train` and `sweep`: classification runs then share every batch between the
+    /// devices (data-parallel).
     #[arg(long, visible_alias = "devices", global = true, default_value = "flex")]
     device: String,
     /// CPU worker threads (default: all cores)
@@ -49,7 +50,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Describe a model: architecture, parameter counts, checkpoint keys loaded.
     Info(info::InfoArgs),
-    /// Write few-shot annotation lists (K per class by group, several seeds).
+    /// Write few-shot annotation lists (K per class by group, several seeds); no tensor
+    /// work, so the device, thread and precision options do not apply.
     Sample(sample::SampleArgs),
     /// Train a tuning method as a TOML config describes (resumable).
     Train(train::TrainArgs),
@@ -102,11 +104,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     ept_backend::memory::keep_tensor_buffers();
+    ept_backend::fs::report_file_size_limit();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes joined by `: `, leaving out a cause whose text the message
+/// already holds (errors that print their source, e.g. `path: io error`, would repeat it).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let cause = cause.to_string();
+        if text.is_empty() {
+            text = cause;
+        } else if !text.contains(&cause) {
+            text = format!("{text}: {cause}");
+        }
+    }
+    text
 }

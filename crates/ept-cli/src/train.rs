@@ -15,7 +15,9 @@ pub struct TrainArgs {
     /// Run configuration (TOML; may `extends` another)
     #[arg(long)]
     pub config: PathBuf,
-    /// Override a config value, e.g. `--set train.epochs=2 --set method.length=10`
+    /// Override a config value, e.g. `--set train.epochs=2 --set train.seed=7`. Paths
+    /// are relative to the working directory; `--set method.method=NAME` starts the
+    /// method's options afresh.
     #[arg(long = "set")]
     pub overrides: Vec<String>,
     /// Continue the run from its newest checkpoint
@@ -27,7 +29,7 @@ pub struct TrainArgs {
     /// No progress lines
     #[arg(long)]
     pub quiet: bool,
-    /// Images per optimizer step (= `--set train.batch_size=N`)
+    /// Samples (images, slices or crops) per optimizer step (= `--set train.batch_size=N`)
     #[arg(long)]
     pub batch_size: Option<usize>,
 }

@@ -139,15 +139,7 @@ fn decay() -> f64 {
 
 impl PretrainConfig {
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
-        let config: PretrainConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::config(path, e))?;
-        if config.task != "pretrain" {
-            return Err(TrainError::config(
-                path,
-                format!("task = {:?}: expected \"pretrain\"", config.task),
-            ));
-        }
+        let config: PretrainConfig = ept_train::config::parse_as(table, path, "pretrain")?;
         let [tx, ty] = config.data.teacher_size;
         if config.data.student_sizes.is_empty()
             || config

@@ -116,6 +116,25 @@ fn adamw_decay() -> f64 {
     1e-2
 }
 
+/// As a report states it: `SGD (lr 0.05, momentum 0.9, weight decay 0.0001)`.
+impl std::fmt::Display for OptimizerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => write!(
+                f,
+                "SGD (lr {lr}, momentum {momentum}, weight decay {weight_decay})"
+            ),
+            OptimizerConfig::Adamw { lr, weight_decay } => {
+                write!(f, "AdamW (lr {lr}, weight decay {weight_decay})")
+            }
+        }
+    }
+}
+
 impl OptimizerConfig {
     pub fn lr(&self) -> f64 {
         match self {
@@ -220,11 +239,19 @@ fn resolve_paths(table: &mut toml::Table, base: &Path) {
 }
 
 /// Read a config file with its `extends` chain, relative paths made absolute, and the
-/// `KEY=VALUE` overrides applied — the table both run kinds deserialize.
+/// `KEY=VALUE` overrides applied — the table every run kind deserializes. Paths given in
+/// overrides are relative to the working directory (where the command line was typed),
+/// and a `method.method` override that changes the method starts its `[method]` table
+/// afresh (as `extends` does), before the other overrides apply.
 pub fn load_table(path: &Path, overrides: &[String]) -> Result<toml::Table, TrainError> {
     let mut table = read_table(path, 0)?;
-    for item in overrides {
-        apply_override(&mut table, item).map_err(|e| TrainError::config(path, e))?;
+    let here = std::path::absolute(".").map_err(|e| TrainError::config(path, e))?;
+    let (method_first, rest): (Vec<&String>, Vec<&String>) = overrides.iter().partition(|item| {
+        item.split_once('=')
+            .is_some_and(|(key, _)| key.trim() == "method.method")
+    });
+    for item in method_first.into_iter().chain(rest) {
+        apply_override(&mut table, item, &here).map_err(|e| TrainError::config(path, e))?;
     }
     Ok(table)
 }
@@ -234,12 +261,68 @@ pub fn is_segmentation(table: &toml::Table) -> bool {
     table.get("task").and_then(|t| t.as_str()) == Some("segmentation")
 }
 
+/// The run kind a config describes: its `task` key, `"classification"` when absent.
+fn task_of(table: &toml::Table) -> &str {
+    table
+        .get("task")
+        .and_then(|t| t.as_str())
+        .unwrap_or("classification")
+}
+
+/// Deserialize a loaded table as the config of a `task` run, checking that the file is
+/// one (and naming the command that runs it otherwise) and that every key it holds is
+/// read: serde ignores unknown keys where it cannot deny them (a method without options,
+/// such as `linear`), so a key that does not survive a round trip is reported here.
+pub fn parse_as<T: serde::de::DeserializeOwned + Serialize>(
+    table: toml::Table,
+    path: &Path,
+    task: &str,
+) -> Result<T, TrainError> {
+    if table.contains_key("sweep") {
+        return Err(TrainError::config(
+            path,
+            "this is a sweep config ([sweep]); run it with `ept-cli sweep --config`",
+        ));
+    }
+    let found = task_of(&table);
+    if found != task {
+        let command = if found == "pretrain" { "pretrain" } else { "train" };
+        return Err(TrainError::config(
+            path,
+            format!(
+                "this is a {found} config (task = {found:?}), not a {task} one; run it with `ept-cli {command}`"
+            ),
+        ));
+    }
+    let config =
+        T::deserialize(toml::Value::Table(table.clone())).map_err(|e| TrainError::config(path, e))?;
+    let read_back = toml::Table::try_from(&config).map_err(|e| TrainError::config(path, e))?;
+    match unread_key(&table, &read_back) {
+        Some(key) => Err(TrainError::config(
+            path,
+            format!("unknown key `{key}` (nothing reads it; a typo, or an option of another method?)"),
+        )),
+        None => Ok(config),
+    }
+}
+
+/// The dotted path of the first key of `given` that `parsed` lacks (tables only).
+fn unread_key(given: &toml::Table, parsed: &toml::Table) -> Option<String> {
+    given
+        .iter()
+        .find_map(|(key, value)| match (value, parsed.get(key)) {
+            (_, None) => Some(key.clone()),
+            (toml::Value::Table(inner), Some(toml::Value::Table(back))) => {
+                unread_key(inner, back).map(|rest| format!("{key}.{rest}"))
+            }
+            _ => None,
+        })
+}
+
 impl RunConfig {
     /// Load a config file (with `extends`), then apply `key.path=value` overrides.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
-        let table = load_table(path, overrides)?;
-        let config =
-            RunConfig::deserialize(toml::Value::Table(table)).map_err(|e| TrainError::config(path, e))?;
+        let config: RunConfig = parse_as(load_table(path, overrides)?, path, "classification")?;
         if config.train.batch_size == 0 {
             return Err(TrainError::config(path, "train.batch_size must be at least 1"));
         }
@@ -252,8 +335,9 @@ impl RunConfig {
     }
 }
 
-/// `train.epochs=2` / `method.length=10` / `output.dir="runs/x"`.
-fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
+/// `train.epochs=2` / `method.length=10` / `output.dir="runs/x"`; relative paths in the
+/// value are resolved against `base`.
+fn apply_override(table: &mut toml::Table, item: &str, base: &Path) -> Result<(), String> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| format!("override '{item}' is not KEY=VALUE"))?;
@@ -262,15 +346,23 @@ fn apply_override(table: &mut toml::Table, item: &str) -> Result<(), String> {
         Err(_) => toml::Value::String(raw.to_string()),
     };
     let parts: Vec<&str> = key.trim().split('.').collect();
+    let (last, parents) = parts.split_last().expect("split yields at least one part");
+    // Resolved as if the value sat in a file in `base`.
+    let mut holder = toml::Table::from_iter([(last.to_string(), value)]);
+    resolve_paths(&mut holder, base);
     let mut node = table;
-    for part in &parts[..parts.len() - 1] {
+    for part in parents {
         node = node
             .entry(part.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
             .as_table_mut()
             .ok_or_else(|| format!("override '{item}': '{part}' is not a table"))?;
     }
-    node.insert(parts[parts.len() - 1].to_string(), value);
+    let value = holder.remove(*last).expect("inserted above");
+    if key.trim() == "method.method" && node.get("method") != Some(&value) {
+        node.clear();
+    }
+    node.insert(last.to_string(), value);
     Ok(())
 }
 
@@ -324,6 +416,63 @@ dir = "runs/base"
             panic!()
         };
         assert_eq!(list, &dir.join("train.txt"));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_method_override_starts_the_method_afresh_and_paths_are_from_here() {
+        let dir = std::env::temp_dir().join(format!("ept-config-set-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = write(&dir, "base.toml", BASE);
+        // The file's `length = 100` is EPT's; LoRA has no such option.
+        let lora = RunConfig::load(&base, &["method.method=\"lora\"".into()]).unwrap();
+        assert!(
+            matches!(lora.method, MethodConfig::Lora { rank: 8, .. }),
+            "{:?}",
+            lora.method
+        );
+        // Options given with the new method apply, whatever their order on the line.
+        let vpt = RunConfig::load(
+            &base,
+            &["method.length=10".into(), "method.method=\"vpt\"".into()],
+        )
+        .unwrap();
+        assert!(
+            matches!(vpt.method, MethodConfig::Vpt { length: 10, .. }),
+            "{:?}",
+            vpt.method
+        );
+        // Naming the file's own method keeps its options.
+        let ept = RunConfig::load(&base, &["method.method=\"ept\"".into()]).unwrap();
+        assert!(
+            matches!(ept.method, MethodConfig::Ept(ref e) if e.length == 100),
+            "{:?}",
+            ept.method
+        );
+        // A relative path on the command line is relative to the working directory.
+        let set = RunConfig::load(&base, &["data.train.list=\"lists/few.txt\"".into()]).unwrap();
+        let DataSource::List { list, .. } = &set.data.train else {
+            panic!()
+        };
+        assert_eq!(list, &std::path::absolute("lists/few.txt").unwrap());
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_key_nothing_reads_is_an_error_even_for_methods_without_options() {
+        let dir = std::env::temp_dir().join(format!("ept-config-unread-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let base = write(&dir, "base.toml", BASE);
+        for method in ["linear", "full", "bitfit", "mlp3"] {
+            let set = [format!("method={{ method = \"{method}\", foo = 5 }}")];
+            let err = RunConfig::load(&base, &set).unwrap_err().to_string();
+            assert!(
+                err.contains("`method.foo`") && err.contains("base.toml"),
+                "{method}: {err}"
+            );
+            let set = [format!("method={{ method = \"{method}\" }}")];
+            RunConfig::load(&base, &set).unwrap();
+        }
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -27,7 +27,8 @@ pub enum TrainError {
     },
     #[error("cannot write {path} ({source}). The last good checkpoint is intact")]
     Write { path: String, source: std::io::Error },
-    #[error("run folder {path}: {message}")]
+    /// A file or folder a run reads or writes (a checkpoint, a report, a weights file).
+    #[error("{path}: {message}")]
     Run { path: String, message: String },
 }
 

@@ -46,22 +46,15 @@ pub fn read_punet_config(path: &Path) -> Result<PunetConfig, String> {
 }
 
 /// Load a PUNet weight file into `punet`. Returns the model and notes on tensors that
-/// were not loaded (other head, other prompt slots).
+/// were not loaded (other head, other prompt slots); an error does not repeat the file's
+/// name, which the caller reports it with.
 pub fn load_punet_weights(mut punet: Punet, path: &Path) -> Result<(Punet, Vec<String>), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let snapshots = store::read_module_tensors(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let snapshots = store::read_module_tensors(&bytes)?;
     let result = punet.apply(snapshots, None, None, false);
     if !result.errors.is_empty() {
-        return Err(format!(
-            "{}: {}",
-            path.display(),
-            result
-                .errors
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ")
-        ));
+        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        return Err(errors.join("; "));
     }
     let missing_body: Vec<&String> = result
         .missing
@@ -71,8 +64,7 @@ pub fn load_punet_weights(mut punet: Punet, path: &Path) -> Result<(Punet, Vec<S
         .collect();
     if !missing_body.is_empty() {
         return Err(format!(
-            "{}: the file lacks body tensors {missing_body:?} — it was made for another architecture",
-            path.display()
+            "the file lacks body tensors {missing_body:?} — it was made for another architecture"
         ));
     }
     let mut notes = Vec::new();

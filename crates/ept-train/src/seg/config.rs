@@ -124,15 +124,7 @@ impl SegRunConfig {
     /// Parse a resolved TOML table (see `crate::config::RunConfig::load` for includes and
     /// overrides, which happen before).
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
-        let config: SegRunConfig = table
-            .try_into()
-            .map_err(|e: toml::de::Error| TrainError::config(path, e))?;
-        if config.task != "segmentation" {
-            return Err(TrainError::config(
-                path,
-                format!("task = {:?}: expected \"segmentation\"", config.task),
-            ));
-        }
+        let config: SegRunConfig = crate::config::parse_as(table, path, "segmentation")?;
         if !(0.0..1.0).contains(&config.eval.overlap) {
             return Err(TrainError::config(
                 path,
