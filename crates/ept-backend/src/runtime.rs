@@ -1,11 +1,20 @@
 //! Process-wide run settings that the backends read: the CPU worker-thread count
-//! (flex and ndarray parallelise with rayon's global pool) and the global seed.
+//! (flex and ndarray parallelise with rayon's global pool), the global seed and the
+//! CPU backend's environment variables.
 
 use burn::tensor::Device;
 
 /// Worker threads per core beyond which a thread count is refused (a typo, not a
 /// setting: 100,000 threads take minutes just to start).
 pub const MAX_THREADS_PER_CORE: usize = 8;
+
+/// Read the CPU backend's environment settings now (`BURN_FLEX_OPERAND_CACHE_MB`), so
+/// that a bad value is warned about when the program starts, not at the first product
+/// that would use a cache (which a short run may never reach).
+pub fn read_backend_env() {
+    #[cfg(feature = "flex")]
+    let _ = burn_flex::operand_cache_budget_bytes();
+}
 
 /// Fix the number of CPU worker threads used by the CPU backends.
 ///

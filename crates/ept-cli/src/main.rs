@@ -105,6 +105,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 fn main() -> ExitCode {
     ept_backend::memory::keep_tensor_buffers();
     ept_backend::fs::report_file_size_limit();
+    ept_backend::runtime::read_backend_env();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
