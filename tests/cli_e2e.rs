@@ -259,6 +259,10 @@ fn bad_inputs_are_clear_errors() {
         "{}",
         text(&out)
     );
+    assert!(
+        !dir.join("run").exists(),
+        "a run whose data does not load leaves no run folder behind"
+    );
 
     let nan = dir.join("nan.toml");
     let fixed: String = std::fs::read_to_string(&train)

@@ -102,8 +102,6 @@ pub fn pretrain(
 ) -> Result<PretrainSummary, TrainError> {
     let started = Instant::now();
     let run_dir = config.output.dir.clone();
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
-
     let set = Arc::new(config.data.source.load()?);
     if let Some(bad) = config
         .cpa
@@ -119,6 +117,8 @@ pub fn pretrain(
             ),
         ));
     }
+    // The run folder is made once the data is known to load, so a wrong path leaves none.
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let device = spec.autodiff_device();
     let inference = spec.device();
     ept_backend::seed_everything(&device, config.train.seed);

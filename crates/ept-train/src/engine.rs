@@ -314,8 +314,6 @@ pub fn train(
 ) -> Result<RunSummary, TrainError> {
     let started = Instant::now();
     let run_dir = config.output.dir.clone();
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
-
     let train_set = config.data.train.load()?;
     let (classes, task) = (train_set.num_classes, train_set.task);
     let val_set = load_split(&config.data.val, "data.val", classes, task)?;
@@ -334,6 +332,8 @@ pub fn train(
             names.join(", ")
         ))));
     }
+    // The run folder is made once the data is known to load, so a wrong path leaves none.
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
 
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);

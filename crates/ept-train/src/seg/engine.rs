@@ -112,11 +112,11 @@ pub fn train_segmentation(
 ) -> Result<SegRunSummary, TrainError> {
     let started = Instant::now();
     let run_dir = config.output.dir.clone();
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
-
     let set = Arc::new(config.data.source.load()?);
     let classes = run_classes(config, &set)?;
     let table = run_label_table(&classes, set.num_classes());
+    // The run folder is made once the data is known to load, so a wrong path leaves none.
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);
     let mut notes = Vec::new();
