@@ -115,6 +115,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// "1 epoch", "3 epochs".
+fn epochs(n: usize) -> String {
+    format!("{n} epoch{}", if n == 1 { "" } else { "s" })
+}
+
 /// The error and its causes joined by `: `, leaving out a cause whose text the message
 /// already holds (errors that print their source, e.g. `path: io error`, would repeat it).
 fn describe(error: &anyhow::Error) -> String {

@@ -7,16 +7,16 @@ use ept_pretrain::{PretrainConfig, pretrain};
 use crate::train::TrainArgs;
 
 pub fn run(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
-    let table = ept_train::config::load_table(&args.config, &args.overrides())?;
-    let config = PretrainConfig::from_table(table, &args.config)?;
+    let table = args.read_config(ept_train::config::load_table(&args.config, &args.overrides()))?;
+    let config = args.read_config(PretrainConfig::from_table(table, &args.config))?;
     let options = args.options(std::slice::from_ref(device));
     let summary = pretrain(&config, device, &options)?;
     let [l0, s0, c0] = summary.first_epoch;
     let [l1, s1, c1] = summary.last_epoch;
     println!(
-        "run {}: {} epochs, {:.1} s; mean loss first epoch {l0:.4} (seg {s0:.4}, cpa {c0:.4}), last {l1:.4} (seg {s1:.4}, cpa {c1:.4})",
+        "run {}: {}, {:.1} s; mean loss first epoch {l0:.4} (seg {s0:.4}, cpa {c0:.4}), last {l1:.4} (seg {s1:.4}, cpa {c1:.4})",
         summary.run_dir.display(),
-        summary.epochs_done,
+        crate::epochs(summary.epochs_done),
         summary.seconds
     );
     if let Some(body) = summary.body {

@@ -12,9 +12,9 @@ fn pct(v: Option<f64>) -> String {
 pub fn train(config: &SegRunConfig, device: &DeviceSpec, options: &TrainOptions) -> anyhow::Result<()> {
     let summary = train_segmentation(config, device, options)?;
     println!(
-        "run {}: {} epochs, {} trainable of {} parameters ({}), {:.1} s",
+        "run {}: {}, {} trainable of {} parameters ({}), {:.1} s",
         summary.run_dir.display(),
-        summary.epochs_done,
+        crate::epochs(summary.epochs_done),
         summary.trainable_params,
         summary.total_params,
         config.method.name(),

@@ -90,8 +90,21 @@ fn finished_metric(run: &Path) -> Option<(String, f64)> {
 pub fn run(args: &SweepArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.config)
         .with_context(|| format!("reading {}", args.config.display()))?;
-    let file: SweepFile =
+    let raw: toml::Table =
         toml::from_str(&text).with_context(|| format!("sweep config {}", args.config.display()))?;
+    if !raw.contains_key("sweep") {
+        let command = match raw.get("task").and_then(|t| t.as_str()) {
+            Some("pretrain") => "pretrain",
+            _ => "train",
+        };
+        anyhow::bail!(
+            "{}: not a sweep config (it has no [sweep] table); run it with `ept-cli {command} --config`",
+            args.config.display()
+        );
+    }
+    let file: SweepFile = raw
+        .try_into()
+        .with_context(|| format!("sweep config {}", args.config.display()))?;
     let sweep = file.sweep;
     let base = args.config.parent().unwrap_or(Path::new("."));
     // results[(dataset, shots)][method] = values over seeds

@@ -44,6 +44,21 @@ impl TrainArgs {
         overrides
     }
 
+    /// `result` of reading the config; a config error also names the `--set` overrides,
+    /// since it may be about one of them and its message names only the file.
+    pub fn read_config<T>(&self, result: Result<T, ept_train::TrainError>) -> anyhow::Result<T> {
+        let overrides = self.overrides();
+        result.map_err(|error| match error {
+            ept_train::TrainError::Config { .. } if !overrides.is_empty() => {
+                anyhow::anyhow!(
+                    "{error} (the file as changed by --set {})",
+                    overrides.join(" --set ")
+                )
+            }
+            other => other.into(),
+        })
+    }
+
     pub fn options(&self, devices: &[DeviceSpec]) -> TrainOptions {
         TrainOptions {
             resume: self.resume,
@@ -58,7 +73,7 @@ pub fn train(args: &TrainArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
     let device = &devices[0];
     let options = args.options(devices);
     let overrides = args.overrides();
-    let table = ept_train::config::load_table(&args.config, &overrides)?;
+    let table = args.read_config(ept_train::config::load_table(&args.config, &overrides))?;
     if ept_train::config::is_segmentation(&table) {
         if devices.len() > 1 {
             anyhow::bail!(
@@ -68,15 +83,15 @@ pub fn train(args: &TrainArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
                 args.config.display()
             );
         }
-        let config = ept_train::seg::SegRunConfig::from_table(table, &args.config)?;
+        let config = args.read_config(ept_train::seg::SegRunConfig::from_table(table, &args.config))?;
         return crate::segment::train(&config, device, &options);
     }
-    let config = RunConfig::load(&args.config, &overrides)?;
+    let config = args.read_config(RunConfig::load(&args.config, &overrides))?;
     let summary = ept_train::train(&config, device, &options)?;
     println!(
-        "run {}: {} epochs, {} trainable of {} parameters, {:.1} s",
+        "run {}: {}, {} trainable of {} parameters, {:.1} s",
         summary.run_dir.display(),
-        summary.epochs_done,
+        crate::epochs(summary.epochs_done),
         summary.trainable_params,
         summary.total_params,
         summary.seconds

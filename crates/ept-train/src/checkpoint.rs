@@ -192,7 +192,10 @@ pub fn save_with(
         let _ = std::fs::remove_dir_all(&temp);
         return Err(match error {
             TrainError::Write { .. } => error,
-            other => TrainError::run(run_dir, format!("{other}. The last good checkpoint is intact")),
+            other => TrainError::run(
+                run_dir,
+                format!("{other}. The last checkpoint saved before this (if any) is intact"),
+            ),
         });
     }
     let _ = std::fs::remove_dir_all(&done);

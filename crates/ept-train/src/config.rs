@@ -1,7 +1,8 @@
 //! Run configuration read from TOML. A file may start with `extends = "base.toml"`
-//! (relative to itself): tables are merged key by key, the child winning; a `[method]`
-//! table whose `method` differs from the parent's replaces it whole. Every struct denies
-//! unknown keys, so a typo is an error naming the key and the file.
+//! (relative to itself): tables are merged key by key, the child winning; a tagged table
+//! of another variant (`[method]` with another `method`, an optimizer of another `kind`)
+//! replaces the parent's whole. Unknown keys are refused (by serde, and by a round-trip
+//! check where serde cannot), so a typo is an error naming the key and the file.
 
 use std::path::{Path, PathBuf};
 
@@ -174,14 +175,21 @@ pub struct OutputConfig {
     pub dir: PathBuf,
 }
 
-/// Merge `child` into `parent` (tables recursively; the child's values win).
+/// The key that says which variant a table is: `method` in `[method]`, `kind` in the
+/// other tagged tables (`train.optimizer`, `train.schedule`, `data.train`, …). A table
+/// whose tag changes is a different variant with its own options.
+fn tag_key(table_name: &str) -> &'static str {
+    if table_name == "method" { "method" } else { "kind" }
+}
+
+/// Merge `child` into `parent` (tables recursively; the child's values win; a child
+/// table of another variant replaces the parent's whole).
 fn merge(parent: &mut toml::Table, child: toml::Table) {
     for (key, value) in child {
         match (parent.get_mut(&key), value) {
             (Some(toml::Value::Table(p)), toml::Value::Table(c)) => {
-                let replaces_method =
-                    key == "method" && p.get("method") != c.get("method") && c.contains_key("method");
-                if replaces_method {
+                let tag = tag_key(&key);
+                if c.contains_key(tag) && p.get(tag) != c.get(tag) {
                     *p = c;
                 } else {
                     merge(p, c);
@@ -239,22 +247,23 @@ fn resolve_paths(table: &mut toml::Table, base: &Path) {
 }
 
 /// Read a config file with its `extends` chain, relative paths made absolute, and the
-/// `KEY=VALUE` overrides applied — the table every run kind deserializes. Paths given in
-/// overrides are relative to the working directory (where the command line was typed),
-/// and a `method.method` override that changes the method starts its `[method]` table
-/// afresh (as `extends` does), before the other overrides apply.
+/// `KEY=VALUE` overrides applied in order — the table every run kind deserializes.
+/// Paths given in overrides are relative to the working directory (where the command
+/// line was typed). An override that changes a table's variant (`method.method`,
+/// `train.optimizer.kind`, …) starts that table afresh, as `extends` does, keeping only
+/// what earlier overrides put there.
 pub fn load_table(path: &Path, overrides: &[String]) -> Result<toml::Table, TrainError> {
     let mut table = read_table(path, 0)?;
     let here = std::path::absolute(".").map_err(|e| TrainError::config(path, e))?;
-    let (method_first, rest): (Vec<&String>, Vec<&String>) = overrides.iter().partition(|item| {
-        item.split_once('=')
-            .is_some_and(|(key, _)| key.trim() == "method.method")
-    });
-    for item in method_first.into_iter().chain(rest) {
-        apply_override(&mut table, item, &here).map_err(|e| TrainError::config(path, e))?;
+    let mut given = Given::new();
+    for item in overrides {
+        apply_override(&mut table, item, &here, &mut given).map_err(|e| TrainError::config(path, e))?;
     }
     Ok(table)
 }
+
+/// The keys that overrides have set so far, by the dotted path of their table.
+type Given = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 
 /// Whether a loaded table describes a segmentation run (`task = "segmentation"`).
 pub fn is_segmentation(table: &toml::Table) -> bool {
@@ -294,13 +303,18 @@ pub fn parse_as<T: serde::de::DeserializeOwned + Serialize>(
             ),
         ));
     }
+    let mut table = table;
+    if task == "classification" {
+        // The default kind may be named; the classification config has no such field.
+        table.remove("task");
+    }
     let config =
         T::deserialize(toml::Value::Table(table.clone())).map_err(|e| TrainError::config(path, e))?;
     let read_back = toml::Table::try_from(&config).map_err(|e| TrainError::config(path, e))?;
     match unread_key(&table, &read_back) {
         Some(key) => Err(TrainError::config(
             path,
-            format!("unknown key `{key}` (nothing reads it; a typo, or an option of another method?)"),
+            format!("unknown key `{key}` (nothing reads it: a typo, or an option of another variant?)"),
         )),
         None => Ok(config),
     }
@@ -336,8 +350,9 @@ impl RunConfig {
 }
 
 /// `train.epochs=2` / `method.length=10` / `output.dir="runs/x"`; relative paths in the
-/// value are resolved against `base`.
-fn apply_override(table: &mut toml::Table, item: &str, base: &Path) -> Result<(), String> {
+/// value are resolved against `base`; `given` records what overrides set (see
+/// [`load_table`]).
+fn apply_override(table: &mut toml::Table, item: &str, base: &Path, given: &mut Given) -> Result<(), String> {
     let (key, raw) = item
         .split_once('=')
         .ok_or_else(|| format!("override '{item}' is not KEY=VALUE"))?;
@@ -359,8 +374,21 @@ fn apply_override(table: &mut toml::Table, item: &str, base: &Path) -> Result<()
             .ok_or_else(|| format!("override '{item}': '{part}' is not a table"))?;
     }
     let value = holder.remove(*last).expect("inserted above");
-    if key.trim() == "method.method" && node.get("method") != Some(&value) {
-        node.clear();
+    let table_path = parents.join(".");
+    let set_here = given.entry(table_path.clone()).or_default();
+    let is_tag = parents.last().is_some_and(|name| *last == tag_key(name));
+    if is_tag && node.get(*last) != Some(&value) {
+        node.retain(|key, _| set_here.contains(key));
+    }
+    set_here.insert(last.to_string());
+    if let toml::Value::Table(whole) = &value {
+        // A whole table replaces what was there, overrides included.
+        let inner = if table_path.is_empty() {
+            last.to_string()
+        } else {
+            format!("{table_path}.{last}")
+        };
+        given.insert(inner, whole.keys().cloned().collect());
     }
     node.insert(last.to_string(), value);
     Ok(())
@@ -442,6 +470,27 @@ dir = "runs/base"
             "{:?}",
             vpt.method
         );
+        // A later change of variant keeps what earlier overrides set: here LoRA gets
+        // VPT's `length` and says so, instead of one override silently losing.
+        let both = [
+            "method={ method = \"vpt\", length = 5 }".into(),
+            "method.method=\"lora\"".into(),
+        ];
+        let err = RunConfig::load(&base, &both).unwrap_err().to_string();
+        assert!(err.contains("length"), "{err}");
+        // The same holds for every tagged table: another optimizer kind starts afresh.
+        let adamw = [
+            "train.optimizer.kind=\"adamw\"".into(),
+            "train.optimizer.lr=0.001".into(),
+        ];
+        let adamw = RunConfig::load(&base, &adamw).unwrap();
+        assert_eq!(
+            adamw.train.optimizer,
+            OptimizerConfig::Adamw {
+                lr: 0.001,
+                weight_decay: adamw_decay()
+            }
+        );
         // Naming the file's own method keeps its options.
         let ept = RunConfig::load(&base, &["method.method=\"ept\"".into()]).unwrap();
         assert!(
@@ -473,6 +522,18 @@ dir = "runs/base"
             let set = [format!("method={{ method = \"{method}\" }}")];
             RunConfig::load(&base, &set).unwrap();
         }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn the_default_task_may_be_named_and_other_tasks_name_their_command() {
+        let dir = std::env::temp_dir().join(format!("ept-config-task-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let named = write(&dir, "named.toml", &format!("task = \"classification\"\n{BASE}"));
+        RunConfig::load(&named, &[]).unwrap();
+        let other = write(&dir, "other.toml", &format!("task = \"pretrain\"\n{BASE}"));
+        let err = RunConfig::load(&other, &[]).unwrap_err().to_string();
+        assert!(err.contains("ept-cli pretrain"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 

@@ -25,7 +25,8 @@ pub enum TrainError {
         lr: f64,
         run_dir: String,
     },
-    #[error("cannot write {path} ({source}). The last good checkpoint is intact")]
+    /// `source` reads "writing PATH: why" (see [`TrainError::write`]).
+    #[error("{source}. The last checkpoint saved before this (if any) is intact")]
     Write { path: String, source: std::io::Error },
     /// A file or folder a run reads or writes (a checkpoint, a report, a weights file).
     #[error("{path}: {message}")]
