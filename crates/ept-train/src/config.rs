@@ -265,17 +265,42 @@ pub fn load_table(path: &Path, overrides: &[String]) -> Result<toml::Table, Trai
 /// The keys that overrides have set so far, by the dotted path of their table.
 type Given = std::collections::BTreeMap<String, std::collections::BTreeSet<String>>;
 
+/// Record every key of a table an override set whole, nested tables included.
+fn record_table(given: &mut Given, path: &str, table: &toml::Table) {
+    given.insert(path.to_string(), table.keys().cloned().collect());
+    for (key, value) in table {
+        if let toml::Value::Table(inner) = value {
+            record_table(given, &format!("{path}.{key}"), inner);
+        }
+    }
+}
+
 /// Whether a loaded table describes a segmentation run (`task = "segmentation"`).
 pub fn is_segmentation(table: &toml::Table) -> bool {
     table.get("task").and_then(|t| t.as_str()) == Some("segmentation")
 }
 
-/// The run kind a config describes: its `task` key, `"classification"` when absent.
-fn task_of(table: &toml::Table) -> &str {
-    table
-        .get("task")
-        .and_then(|t| t.as_str())
-        .unwrap_or("classification")
+/// The run kinds a config's `task` key can name, with the command that runs each.
+const TASKS: [(&str, &str); 3] = [
+    ("classification", "train"),
+    ("segmentation", "train"),
+    ("pretrain", "pretrain"),
+];
+
+/// The run kind a config describes (`"classification"` without a `task` key), or why
+/// its `task` is not one.
+fn task_of(table: &toml::Table) -> Result<&'static str, String> {
+    let Some(value) = table.get("task") else {
+        return Ok("classification");
+    };
+    TASKS
+        .iter()
+        .map(|(task, _)| *task)
+        .find(|task| value.as_str() == Some(task))
+        .ok_or_else(|| {
+            let known: Vec<String> = TASKS.iter().map(|(t, _)| format!("{t:?}")).collect();
+            format!("task = {value} is not one of {}", known.join(", "))
+        })
 }
 
 /// Deserialize a loaded table as the config of a `task` run, checking that the file is
@@ -293,9 +318,12 @@ pub fn parse_as<T: serde::de::DeserializeOwned + Serialize>(
             "this is a sweep config ([sweep]); run it with `ept-cli sweep --config`",
         ));
     }
-    let found = task_of(&table);
+    let found = task_of(&table).map_err(|e| TrainError::config(path, e))?;
     if found != task {
-        let command = if found == "pretrain" { "pretrain" } else { "train" };
+        let command = TASKS
+            .iter()
+            .find(|(t, _)| *t == found)
+            .map_or("train", |(_, c)| *c);
         return Err(TrainError::config(
             path,
             format!(
@@ -381,14 +409,15 @@ fn apply_override(table: &mut toml::Table, item: &str, base: &Path, given: &mut 
         node.retain(|key, _| set_here.contains(key));
     }
     set_here.insert(last.to_string());
+    let inner = if table_path.is_empty() {
+        last.to_string()
+    } else {
+        format!("{table_path}.{last}")
+    };
+    // Whatever was recorded below this key is replaced along with its value.
+    given.retain(|path, _| path != &inner && !path.starts_with(&format!("{inner}.")));
     if let toml::Value::Table(whole) = &value {
-        // A whole table replaces what was there, overrides included.
-        let inner = if table_path.is_empty() {
-            last.to_string()
-        } else {
-            format!("{table_path}.{last}")
-        };
-        given.insert(inner, whole.keys().cloned().collect());
+        record_table(given, &inner, whole);
     }
     node.insert(last.to_string(), value);
     Ok(())
@@ -491,6 +520,15 @@ dir = "runs/base"
                 weight_decay: adamw_decay()
             }
         );
+        // Keys of a table set whole count as given, nested ones included: a later
+        // change of its variant keeps them (and names them if the new one lacks them).
+        let nested = [
+            "data={ train = { kind = \"list\", list = \"t.txt\", images = \"I\", format = \"colon\" } }"
+                .into(),
+            "data.train.kind=\"csv\"".into(),
+        ];
+        let err = RunConfig::load(&base, &nested).unwrap_err().to_string();
+        assert!(err.contains("list") || err.contains("images"), "{err}");
         // Naming the file's own method keeps its options.
         let ept = RunConfig::load(&base, &["method.method=\"ept\"".into()]).unwrap();
         assert!(
@@ -534,6 +572,12 @@ dir = "runs/base"
         let other = write(&dir, "other.toml", &format!("task = \"pretrain\"\n{BASE}"));
         let err = RunConfig::load(&other, &[]).unwrap_err().to_string();
         assert!(err.contains("ept-cli pretrain"), "{err}");
+        let typo = write(&dir, "typo.toml", &format!("task = \"segmentaion\"\n{BASE}"));
+        let err = RunConfig::load(&typo, &[]).unwrap_err().to_string();
+        assert!(
+            err.contains("is not one of") && err.contains("\"segmentation\""),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).ok();
     }
 
