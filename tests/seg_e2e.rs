@@ -286,6 +286,12 @@ dir = "{run}"
     assert!(resumed.status.success(), "{}", text(&resumed));
     let body = dir.join("cpa/body.safetensors");
     assert!(body.is_file() && dir.join("cpa/loss_curves.png").is_file());
+    let eval = cli(&["eval", "--run", dir.join("cpa").to_str().unwrap()]);
+    assert!(
+        !eval.status.success() && text(&eval).contains("is a CPA pre-training run"),
+        "{}",
+        text(&eval)
+    );
     let steps = std::fs::read_to_string(dir.join("cpa/metrics.jsonl"))
         .unwrap()
         .matches("\"event\":\"step\"")

@@ -143,12 +143,19 @@ fn load_run(
     device: &DeviceSpec,
 ) -> anyhow::Result<(RunConfig, ept_tuning::TunedVit, Task, usize)> {
     let config_file = run.run.join("config.toml");
-    if ept_train::config::is_segmentation(&ept_train::config::load_table(&config_file, &[])?) {
-        anyhow::bail!(
+    let table = ept_train::config::load_table(&config_file, &[])?;
+    match table.get("task").and_then(|t| t.as_str()) {
+        Some("segmentation") => anyhow::bail!(
             "{} is a segmentation run: eval, predict and export take classification runs \
              (a segmentation run writes its test predictions and Dice scores while it trains)",
             run.run.display()
-        );
+        ),
+        Some("pretrain") => anyhow::bail!(
+            "{} is a CPA pre-training run: eval, predict and export take classification runs \
+             (its body.safetensors is the model.checkpoint of a segmentation config)",
+            run.run.display()
+        ),
+        _ => {}
     }
     let config = RunConfig::load(&config_file, &[])?;
     let method_file = run.run.join("method.safetensors");
