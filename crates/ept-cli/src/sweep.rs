@@ -93,10 +93,7 @@ pub fn run(args: &SweepArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
     let raw: toml::Table =
         toml::from_str(&text).with_context(|| format!("sweep config {}", args.config.display()))?;
     if !raw.contains_key("sweep") {
-        let command = match raw.get("task").and_then(|t| t.as_str()) {
-            Some("pretrain") => "pretrain",
-            _ => "train",
-        };
+        let command = ept_train::config::command_for(&raw);
         anyhow::bail!(
             "{}: not a sweep config (it has no [sweep] table); run it with `ept-cli {command} --config`",
             args.config.display()

@@ -86,7 +86,7 @@ pub fn train(args: &TrainArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
         let config = args.read_config(ept_train::seg::SegRunConfig::from_table(table, &args.config))?;
         return crate::segment::train(&config, device, &options);
     }
-    let config = args.read_config(RunConfig::load(&args.config, &overrides))?;
+    let config = args.read_config(RunConfig::from_table(table, &args.config))?;
     let summary = ept_train::train(&config, device, &options)?;
     println!(
         "run {}: {}, {} trainable of {} parameters, {:.1} s",
@@ -157,7 +157,7 @@ fn load_run(
         ),
         _ => {}
     }
-    let config = RunConfig::load(&config_file, &[])?;
+    let config = RunConfig::from_table(table, &config_file)?;
     let method_file = run.run.join("method.safetensors");
     let meta = ept_tuning::checkpoint::read_method_meta(&method_file)?;
     let mut notes = Vec::new();

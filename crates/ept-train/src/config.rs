@@ -303,6 +303,19 @@ fn task_of(table: &toml::Table) -> Result<&'static str, String> {
         })
 }
 
+/// The `ept-cli` command that runs a config: `sweep` for a `[sweep]` file, else the
+/// command of its `task` (`train` when the task is unknown).
+pub fn command_for(table: &toml::Table) -> &'static str {
+    if table.contains_key("sweep") {
+        return "sweep";
+    }
+    let task = task_of(table).unwrap_or("classification");
+    TASKS
+        .iter()
+        .find(|(t, _)| *t == task)
+        .map_or("train", |(_, command)| *command)
+}
+
 /// Deserialize a loaded table as the config of a `task` run, checking that the file is
 /// one (and naming the command that runs it otherwise) and that every key it holds is
 /// read: serde ignores unknown keys where it cannot deny them (a method without options,
@@ -320,10 +333,7 @@ pub fn parse_as<T: serde::de::DeserializeOwned + Serialize>(
     }
     let found = task_of(&table).map_err(|e| TrainError::config(path, e))?;
     if found != task {
-        let command = TASKS
-            .iter()
-            .find(|(t, _)| *t == found)
-            .map_or("train", |(_, c)| *c);
+        let command = command_for(&table);
         return Err(TrainError::config(
             path,
             format!(
@@ -364,7 +374,12 @@ fn unread_key(given: &toml::Table, parsed: &toml::Table) -> Option<String> {
 impl RunConfig {
     /// Load a config file (with `extends`), then apply `key.path=value` overrides.
     pub fn load(path: &Path, overrides: &[String]) -> Result<Self, TrainError> {
-        let config: RunConfig = parse_as(load_table(path, overrides)?, path, "classification")?;
+        RunConfig::from_table(load_table(path, overrides)?, path)
+    }
+
+    /// Parse a table [`load_table`] read from `path`.
+    pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
+        let config: RunConfig = parse_as(table, path, "classification")?;
         if config.train.batch_size == 0 {
             return Err(TrainError::config(path, "train.batch_size must be at least 1"));
         }

@@ -342,7 +342,7 @@ fn read_raw(path: &Path) -> Result<RawNifti, DataError> {
     let ndim = usize::from(header.dim[0]);
     let all = header.dim.get(1..=ndim.min(7)).unwrap_or(&[]);
     // dim is a signed short in the format; the reader hands it over unsigned.
-    if !(1..=7).contains(&ndim) || all.iter().any(|&d| d == 0 || d as i16 <= 0) {
+    if !(1..=7).contains(&ndim) || all.iter().any(|&d| d as i16 <= 0) {
         return Err(fail(format!(
             "invalid dims {:?} in the header (each used dimension must be at least 1)",
             header.dim.map(|d| d as i16)
