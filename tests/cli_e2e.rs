@@ -263,6 +263,24 @@ fn bad_inputs_are_clear_errors() {
         !dir.join("run").exists(),
         "a run whose data does not load leaves no run folder behind"
     );
+    // Nor does one whose backbone checkpoint does not load (a text file here).
+    let bad_checkpoint = format!("model.checkpoint=\"{}\"", train.display());
+    let out = cli(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        &bad_checkpoint,
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("train.txt") && !text(&out).contains("panicked"),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        !dir.join("run").exists(),
+        "a run whose model does not load leaves no run folder behind"
+    );
 
     let nan = dir.join("nan.toml");
     let fixed: String = std::fs::read_to_string(&train)
@@ -347,7 +365,25 @@ fn bad_inputs_are_clear_errors() {
     );
     refused(
         &["train.batch_size=0"],
-        &["train.batch_size must be at least 1", "config.toml"],
+        &[
+            "train.batch_size must be at least 1",
+            "config.toml (as changed by --set train.batch_size=0)",
+        ],
+    );
+    // The command line's changes are named as typed, and only for errors in the values.
+    let config_arg = config.to_str().unwrap();
+    let out = cli(&["train", "--config", config_arg, "--batch-size", "0"]);
+    assert!(
+        text(&out).contains("config.toml (as changed by --batch-size 0): train.batch_size"),
+        "{}",
+        text(&out)
+    );
+    let absent = config_arg.replace("config.toml", "absent.toml");
+    let out = cli(&["train", "--config", &absent, "--set", "train.epochs=1"]);
+    assert!(
+        !out.status.success() && text(&out).contains("absent.toml") && !text(&out).contains("changed by"),
+        "{}",
+        text(&out)
     );
     refused(&["model.image_size=4000000000"], &["too large"]);
     let out = cli(&[
@@ -574,9 +610,10 @@ fn a_full_disk_stops_cleanly_and_resume_continues_exactly() {
         assert!(!output.status.success(), "{message}");
         assert!(!message.contains("panicked"), "{message}");
         assert!(message.contains("the disk is full"), "{message}");
-        assert!(
-            message.contains(&run.display().to_string()),
-            "names the file: {message}"
+        assert_eq!(
+            message.matches(&run.display().to_string()).count(),
+            1,
+            "names the file, once: {message}"
         );
         assert!(
             message.contains("checkpoint saved before this (if any) is intact"),

@@ -7,8 +7,8 @@ use ept_pretrain::{PretrainConfig, pretrain};
 use crate::train::TrainArgs;
 
 pub fn run(args: &TrainArgs, device: &DeviceSpec) -> anyhow::Result<()> {
-    let table = args.read_config(ept_train::config::load_table(&args.config, &args.overrides()))?;
-    let config = args.read_config(PretrainConfig::from_table(table, &args.config))?;
+    let table = ept_train::config::load_table(&args.config, &args.overrides())?;
+    let config = args.parsed(PretrainConfig::from_table(table, &args.config))?;
     let options = args.options(std::slice::from_ref(device));
     let summary = pretrain(&config, device, &options)?;
     let [l0, s0, c0] = summary.first_epoch;

@@ -44,16 +44,26 @@ impl TrainArgs {
         overrides
     }
 
-    /// `result` of reading the config; a config error also names the `--set` overrides,
-    /// since it may be about one of them and its message names only the file.
-    pub fn read_config<T>(&self, result: Result<T, ept_train::TrainError>) -> anyhow::Result<T> {
-        let overrides = self.overrides();
+    /// The command line's changes to the config file, as typed.
+    fn changes_as_typed(&self) -> String {
+        let mut changes: Vec<String> = self.overrides.iter().map(|o| format!("--set {o}")).collect();
+        if let Some(n) = self.batch_size {
+            changes.push(format!("--batch-size {n}"));
+        }
+        changes.join(" ")
+    }
+
+    /// `result` of parsing the loaded config. Its error may be about a value the command
+    /// line changed, while its message names only the file, so it says what changed it.
+    pub fn parsed<T>(&self, result: Result<T, ept_train::TrainError>) -> anyhow::Result<T> {
+        let changes = self.changes_as_typed();
         result.map_err(|error| match error {
-            ept_train::TrainError::Config { .. } if !overrides.is_empty() => {
-                anyhow::anyhow!(
-                    "{error} (the file as changed by --set {})",
-                    overrides.join(" --set ")
-                )
+            ept_train::TrainError::Config { path, message } if !changes.is_empty() => {
+                ept_train::TrainError::Config {
+                    path: format!("{path} (as changed by {changes})"),
+                    message,
+                }
+                .into()
             }
             other => other.into(),
         })
@@ -73,7 +83,7 @@ pub fn train(args: &TrainArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
     let device = &devices[0];
     let options = args.options(devices);
     let overrides = args.overrides();
-    let table = args.read_config(ept_train::config::load_table(&args.config, &overrides))?;
+    let table = ept_train::config::load_table(&args.config, &overrides)?;
     if ept_train::config::is_segmentation(&table) {
         if devices.len() > 1 {
             anyhow::bail!(
@@ -83,10 +93,10 @@ pub fn train(args: &TrainArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
                 args.config.display()
             );
         }
-        let config = args.read_config(ept_train::seg::SegRunConfig::from_table(table, &args.config))?;
+        let config = args.parsed(ept_train::seg::SegRunConfig::from_table(table, &args.config))?;
         return crate::segment::train(&config, device, &options);
     }
-    let config = args.read_config(RunConfig::from_table(table, &args.config))?;
+    let config = args.parsed(RunConfig::from_table(table, &args.config))?;
     let summary = ept_train::train(&config, device, &options)?;
     println!(
         "run {}: {}, {} trainable of {} parameters, {:.1} s",

@@ -127,7 +127,7 @@ pub fn parse_csv(
         }
         let full = images.join(&path);
         if options.check_images
-            && let Some(problem) = LineProblem::for_listed(&full, || LineProblem::UnknownImage {
+            && let Some(problem) = LineProblem::for_listed(&full, None, || LineProblem::UnknownImage {
                 name: path.clone(),
                 dir: images.to_path_buf(),
             })

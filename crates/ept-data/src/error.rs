@@ -92,18 +92,28 @@ pub enum LineProblem {
     Header { expected: &'static str, found: String },
     #[error("{column} file '{}' does not exist", path.display())]
     MissingFile { column: &'static str, path: PathBuf },
-    #[error("'{}' is a folder, not a file", path.display())]
-    NotAFile { path: PathBuf },
+    /// `column` names which file of the line, where a line lists more than one.
+    #[error("{}'{}' is a folder, not a file", column.map(|c| format!("{c} file ")).unwrap_or_default(), path.display())]
+    NotAFile {
+        column: Option<&'static str>,
+        path: PathBuf,
+    },
 }
 
 impl LineProblem {
-    /// The problem with a listed `path` that is not a file: a folder is named as one,
-    /// anything else is `missing`. `None` when it is a file.
-    pub(crate) fn for_listed(path: &Path, missing: impl FnOnce() -> LineProblem) -> Option<LineProblem> {
+    /// The problem with a listed `path` (in `column`, where a line lists several files)
+    /// that is not a file: a folder is named as one, anything else is `missing`. `None`
+    /// when it is a file.
+    pub(crate) fn for_listed(
+        path: &Path,
+        column: Option<&'static str>,
+        missing: impl FnOnce() -> LineProblem,
+    ) -> Option<LineProblem> {
         if path.is_file() {
             None
         } else if path.is_dir() {
             Some(LineProblem::NotAFile {
+                column,
                 path: path.to_path_buf(),
             })
         } else {

@@ -46,7 +46,7 @@ pub fn parse_list(
             .map_err(|p| DataError::line(file, line_no, p))?;
         let path = images.join(&id);
         if check_images
-            && let Some(problem) = LineProblem::for_listed(&path, || LineProblem::UnknownImage {
+            && let Some(problem) = LineProblem::for_listed(&path, None, || LineProblem::UnknownImage {
                 name: id.clone(),
                 dir: images.to_path_buf(),
             })

@@ -171,6 +171,7 @@ fn the_volume_list_reports_problems_by_line() {
     let dir = Scratch::new("volume-list");
     dir.write("a.nii.gz", b"x");
     dir.write("a_seg.nii.gz", b"x");
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
     let ok = dir.write("ok.csv", b"image,label\n\na.nii.gz , a_seg.nii.gz\n");
     let rows = read_volume_list(&ok).unwrap();
     assert_eq!(rows.len(), 1);
@@ -181,6 +182,10 @@ fn the_volume_list_reports_problems_by_line() {
             "bad.csv:1: expected the header `image,label`",
         ),
         ("image,label\na.nii.gz,b.nii.gz\n", "bad.csv:2: label file"),
+        (
+            "image,label\na.nii.gz,sub\n",
+            "bad.csv:2: label file 'SUB' is a folder, not a file",
+        ),
         ("image,label\na.nii.gz\n", "bad.csv:2: wrong number of columns"),
         (
             "image,label\n\n\n,a_seg.nii.gz\n",
@@ -189,7 +194,8 @@ fn the_volume_list_reports_problems_by_line() {
     ] {
         let bad = dir.write("bad.csv", body.as_bytes());
         let e = read_volume_list(&bad).unwrap_err().to_string();
-        assert!(e.contains(want), "{e} does not contain {want}");
+        let want = want.replace("SUB", &dir.path().join("sub").display().to_string());
+        assert!(e.contains(&want), "{e} does not contain {want}");
     }
 }
 

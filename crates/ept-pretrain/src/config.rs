@@ -21,6 +21,9 @@ pub struct PretrainConfig {
     pub cpa: CpaConfig,
     pub train: PretrainTrain,
     pub output: OutputConfig,
+    /// The file this config was read from, named by errors found once the data is known.
+    #[serde(skip)]
+    pub config_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -139,7 +142,8 @@ fn decay() -> f64 {
 
 impl PretrainConfig {
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
-        let config: PretrainConfig = ept_train::config::parse_as(table, path, "pretrain")?;
+        let mut config: PretrainConfig = ept_train::config::parse_as(table, path, "pretrain")?;
+        config.config_file = path.to_path_buf();
         let [tx, ty] = config.data.teacher_size;
         if config.data.student_sizes.is_empty()
             || config

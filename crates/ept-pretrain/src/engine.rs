@@ -84,13 +84,12 @@ fn build(config: &PretrainConfig, device: &Device) -> Result<Punet, TrainError> 
     };
     punet
         .init(device)
-        .map_err(|e| TrainError::config(&config.output.dir, format!("model.punet: {e}")))
+        .map_err(|e| TrainError::config(&config.config_file, format!("model.punet: {e}")))
 }
 
 fn write_checkpoint(dir_file: &Path, student: &Punet, teacher: &Punet) -> Result<(), TrainError> {
-    save_punet(student, dir_file).map_err(|e| TrainError::run(dir_file, e))?;
-    let teacher_file = dir_file.with_file_name("teacher.safetensors");
-    save_punet(teacher, &teacher_file).map_err(|e| TrainError::run(&teacher_file, e))?;
+    save_punet(student, dir_file)?;
+    save_punet(teacher, &dir_file.with_file_name("teacher.safetensors"))?;
     Ok(())
 }
 
@@ -110,15 +109,13 @@ pub fn pretrain(
         .find(|c| **c == 0 || **c >= set.num_classes())
     {
         return Err(TrainError::config(
-            &run_dir,
+            &config.config_file,
             format!(
                 "cpa.base_classes: {bad} is not a foreground class (1..{})",
                 set.num_classes() - 1
             ),
         ));
     }
-    // The run folder is made once the data is known to load, so a wrong path leaves none.
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let device = spec.autodiff_device();
     let inference = spec.device();
     ept_backend::seed_everything(&device, config.train.seed);
@@ -130,10 +127,13 @@ pub fn pretrain(
         .find(|k| **k >= student.config.class_slots)
     {
         return Err(TrainError::config(
-            &run_dir,
+            &config.config_file,
             format!("class {k} needs a prompt slot: raise model.punet.class_slots"),
         ));
     }
+    // The run folder is made once the data and the model are known good, so a wrong
+    // path or setting leaves none.
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let mut teacher = student.valid();
     let clip = config.train.grad_clip_norm.map(GradientClippingConfig::Norm);
     let mut optim: ModuleOptimizer = AdamWConfig::new()
@@ -375,7 +375,7 @@ pub fn pretrain(
     let mut body = None;
     if last_epoch == config.train.epochs {
         let path = run_dir.join("body.safetensors");
-        save_punet(&student.valid(), &path).map_err(|e| TrainError::run(&path, e))?;
+        save_punet(&student.valid(), &path)?;
         crate::report::write_loss_curves(&log_path, &run_dir.join("loss_curves.png"))?;
         body = Some(path);
     }

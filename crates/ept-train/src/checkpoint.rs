@@ -127,6 +127,13 @@ pub fn changed_settings(old_toml: &str, new_toml: &str) -> Vec<String> {
     changes
 }
 
+/// Whether two paths name the same file or folder: a run folder made by an older
+/// binary may hold a path relative to where it ran, which this one stores absolute.
+fn same_path(a: &str, b: &str) -> bool {
+    let resolve = |p: &str| std::fs::canonicalize(p).or_else(|_| std::path::absolute(p)).ok();
+    a == b || resolve(a).is_some_and(|a| Some(a) == resolve(b))
+}
+
 /// `key: old → new` for every leaf that differs between two TOML tables (dotted keys).
 fn changed_keys(prefix: &str, old: &toml::Table, new: &toml::Table, out: &mut Vec<String>) {
     let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
@@ -140,6 +147,8 @@ fn changed_keys(prefix: &str, old: &toml::Table, new: &toml::Table, out: &mut Ve
         };
         match (old.get(key), new.get(key)) {
             (Some(toml::Value::Table(a)), Some(toml::Value::Table(b))) => changed_keys(&dotted, a, b, out),
+            (Some(toml::Value::String(a)), Some(toml::Value::String(b)))
+                if crate::config::is_path_key(key) && same_path(a, b) => {}
             (a, b) if a != b => {
                 let show = |v: Option<&toml::Value>| v.map_or("(unset)".to_string(), ToString::to_string);
                 out.push(format!("{dotted}: {} → {}", show(a), show(b)));
@@ -289,4 +298,45 @@ fn truncate_log(path: &Path, epoch: usize) -> Result<(), TrainError> {
         out.push('\n');
     }
     ept_backend::fs::write_atomic(path, out.as_bytes()).map_err(|e| TrainError::write(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_settings;
+
+    #[test]
+    fn changed_settings_names_each_key_and_compares_paths_by_what_they_name() {
+        let old =
+            "[train]\nepochs = 2\nseed = 1\n[output]\ndir = \"runs/a\"\n[data.train]\nlist = \"x.txt\"\n";
+        let here = std::path::absolute(".").unwrap();
+        let new = format!(
+            "[train]\nepochs = 3\nseed = 1\nlr = 0.1\n[output]\ndir = \"{}\"\n[data.train]\nlist = \"{}\"\n",
+            here.join("runs/a").display(),
+            here.join("y.txt").display()
+        );
+        let changes = changed_settings(old, &new);
+        assert_eq!(changes.len(), 3, "{changes:?}");
+        assert_eq!(
+            changes[0],
+            format!(
+                "data.train.list: \"x.txt\" → \"{}\"",
+                here.join("y.txt").display()
+            )
+        );
+        assert_eq!(changes[1], "train.epochs: 2 → 3");
+        assert_eq!(changes[2], "train.lr: (unset) → 0.1");
+        // A relative and an absolute path to the same place are the same setting; other
+        // strings are compared as they are.
+        assert!(
+            changed_settings(
+                "[a]\nlist = \"x.txt\"",
+                &format!("[a]\nlist = \"{}\"", here.join("x.txt").display())
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            changed_settings("[a]\nname = \"x\"", "[a]\nname = \"./x\"").len(),
+            1
+        );
+    }
 }

@@ -234,6 +234,11 @@ fn read_table(path: &Path, depth: usize) -> Result<toml::Table, TrainError> {
 /// Keys whose string values are file paths, made absolute-from-the-file here.
 const PATH_KEYS: [&str; 6] = ["list", "images", "file", "root", "classes", "checkpoint"];
 
+/// Whether a config key holds a path: one of [`PATH_KEYS`], or `dir` (`output.dir`).
+pub(crate) fn is_path_key(key: &str) -> bool {
+    PATH_KEYS.contains(&key) || key == "dir"
+}
+
 fn resolve_paths(table: &mut toml::Table, base: &Path) {
     for (key, value) in table.iter_mut() {
         match value {
@@ -258,6 +263,16 @@ pub fn load_table(path: &Path, overrides: &[String]) -> Result<toml::Table, Trai
     let mut given = Given::new();
     for item in overrides {
         apply_override(&mut table, item, &here, &mut given).map_err(|e| TrainError::config(path, e))?;
+    }
+    // `output.dir` is relative to the working directory, in a file too; the run's
+    // `config.toml` says where the run was written.
+    if let Some(toml::Value::String(dir)) = table
+        .get_mut("output")
+        .and_then(toml::Value::as_table_mut)
+        .and_then(|output| output.get_mut("dir"))
+        && Path::new(dir).is_relative()
+    {
+        *dir = here.join(&*dir).to_string_lossy().into_owned();
     }
     Ok(table)
 }
@@ -346,8 +361,8 @@ pub fn parse_as<T: serde::de::DeserializeOwned + Serialize>(
         // The default kind may be named; the classification config has no such field.
         table.remove("task");
     }
-    let config =
-        T::deserialize(toml::Value::Table(table.clone())).map_err(|e| TrainError::config(path, e))?;
+    let config = T::deserialize(toml::Value::Table(table.clone()))
+        .map_err(|e| TrainError::config(path, one_line(&e)))?;
     let read_back = toml::Table::try_from(&config).map_err(|e| TrainError::config(path, e))?;
     match unread_key(&table, &read_back) {
         Some(key) => Err(TrainError::config(
@@ -355,6 +370,22 @@ pub fn parse_as<T: serde::de::DeserializeOwned + Serialize>(
             format!("unknown key `{key}` (nothing reads it: a typo, or an option of another variant?)"),
         )),
         None => Ok(config),
+    }
+}
+
+/// A deserialization error as "`key.path`: what is wrong" (toml writes the key on a
+/// line of its own after the message).
+fn one_line(error: &toml::de::Error) -> String {
+    let text = error.to_string();
+    let message = error.message().trim_end();
+    let keys = text
+        .trim_end()
+        .strip_prefix(message)
+        .and_then(|rest| rest.trim().strip_prefix("in `"))
+        .and_then(|rest| rest.strip_suffix('`'));
+    match keys {
+        Some(keys) => format!("`{keys}`: {message}"),
+        None => text.trim_end().replace('\n', " "),
     }
 }
 
@@ -597,12 +628,40 @@ dir = "runs/base"
     }
 
     #[test]
+    fn output_dir_is_from_the_working_directory_and_stored_absolute() {
+        let dir = std::env::temp_dir().join(format!("ept-config-outdir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = write(&dir, "run.toml", BASE);
+        let here = std::path::absolute(".").unwrap();
+        for overrides in [vec![], vec!["output.dir=\"elsewhere/run\"".to_string()]] {
+            let config = RunConfig::load(&path, &overrides).unwrap();
+            let given = if overrides.is_empty() {
+                "runs/base"
+            } else {
+                "elsewhere/run"
+            };
+            assert_eq!(config.output.dir, here.join(given), "{overrides:?}");
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn typo_names_the_key_and_the_file() {
         let dir = std::env::temp_dir().join(format!("ept-config-typo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = write(&dir, "bad.toml", &BASE.replace("batch_size", "batchsize"));
         let err = RunConfig::load(&path, &[]).unwrap_err().to_string();
         assert!(err.contains("batchsize") && err.contains("bad.toml"), "{err}");
+        // On one line, the key first (toml puts it on a line of its own after the message).
+        assert!(
+            err.contains("bad.toml: `train`: unknown field `batchsize`"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+        let err = RunConfig::load(&path.with_file_name("absent.toml"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absent.toml"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }
 }

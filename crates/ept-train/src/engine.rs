@@ -332,13 +332,12 @@ pub fn train(
             names.join(", ")
         ))));
     }
-    // The run folder is made once the data is known to load, so a wrong path leaves none.
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
-
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);
     let mut notes = Vec::new();
     let (mut model, vit_config) = build_model(config, classes, &device, &mut notes)?;
+    // The run folder is made once the data and the model load, so a wrong path leaves none.
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let counts = model.param_count();
     let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);

@@ -2,14 +2,17 @@
 
 use std::path::Path;
 
+use ept_backbones::checkpoint::store::WriteError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("config {path}: {message}")]
     Config { path: String, message: String },
     #[error(transparent)]
     Data(#[from] ept_data::DataError),
+    /// Not for writes: a [`ept_tuning::TuningError::Write`] becomes [`TrainError::Write`].
     #[error(transparent)]
-    Tuning(#[from] ept_tuning::TuningError),
+    Tuning(ept_tuning::TuningError),
     #[error(transparent)]
     Model(#[from] ept_backbones::VitError),
     #[error(transparent)]
@@ -31,6 +34,24 @@ pub enum TrainError {
     /// A file or folder a run reads or writes (a checkpoint, a report, a weights file).
     #[error("{path}: {message}")]
     Run { path: String, message: String },
+}
+
+impl From<ept_tuning::TuningError> for TrainError {
+    fn from(error: ept_tuning::TuningError) -> Self {
+        match error {
+            ept_tuning::TuningError::Write(write) => write.into(),
+            other => TrainError::Tuning(other),
+        }
+    }
+}
+
+impl From<WriteError> for TrainError {
+    fn from(error: WriteError) -> Self {
+        match error {
+            WriteError::Io { path, source } => TrainError::write(&path, source),
+            WriteError::Encode { path, reason } => TrainError::run(&path, format!("encoding: {reason}")),
+        }
+    }
 }
 
 impl TrainError {

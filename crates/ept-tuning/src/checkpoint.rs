@@ -46,38 +46,37 @@ impl MethodMeta {
     }
 }
 
-fn checkpoint_error(path: &Path, reason: impl std::fmt::Display) -> TuningError {
-    TuningError::Checkpoint {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
 /// Save the trained tensors of `model` to `path`; returns the file size in bytes.
 pub fn save_method(model: &TunedVit, backbone_name: &str, path: &Path) -> Result<u64, TuningError> {
     let meta = MethodMeta::of(model, backbone_name);
     let metadata = HashMap::from([(
         "ept".to_string(),
-        serde_json::to_string(&meta).map_err(|e| checkpoint_error(path, e))?,
+        serde_json::to_string(&meta).map_err(|e| store::WriteError::encode(path, e))?,
     )]);
-    store::write_module_tensors(model, &|name| model.is_trainable(name), metadata, path)
-        .map_err(|e| checkpoint_error(path, e))
+    Ok(store::write_module_tensors(
+        model,
+        &|name| model.is_trainable(name),
+        metadata,
+        path,
+    )?)
 }
 
 /// Read just the metadata of a method checkpoint (to build the right [`TunedVit`]).
 pub fn read_method_meta(path: &Path) -> Result<MethodMeta, TuningError> {
-    let bytes = std::fs::read(path).map_err(|e| checkpoint_error(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| TuningError::checkpoint(path, e))?;
     meta_from_bytes(path, &bytes)
 }
 
 fn meta_from_bytes(path: &Path, bytes: &[u8]) -> Result<MethodMeta, TuningError> {
     let text = store::metadata_entry(bytes, "ept")
-        .map_err(|e| checkpoint_error(path, format!("not a method checkpoint: {e}")))?
-        .ok_or_else(|| checkpoint_error(path, "no `ept` metadata: not a method checkpoint written by ept"))?;
-    let meta: MethodMeta =
-        serde_json::from_str(&text).map_err(|e| checkpoint_error(path, format!("bad metadata: {e}")))?;
+        .map_err(|e| TuningError::checkpoint(path, format!("not a method checkpoint: {e}")))?
+        .ok_or_else(|| {
+            TuningError::checkpoint(path, "no `ept` metadata: not a method checkpoint written by ept")
+        })?;
+    let meta: MethodMeta = serde_json::from_str(&text)
+        .map_err(|e| TuningError::checkpoint(path, format!("bad metadata: {e}")))?;
     if meta.format != FORMAT {
-        return Err(checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!("format {} is not {FORMAT}", meta.format),
         ));
@@ -93,7 +92,7 @@ pub fn load_method(
     backbone_name: &str,
     path: &Path,
 ) -> Result<(TunedVit, MethodMeta), TuningError> {
-    let bytes = std::fs::read(path).map_err(|e| checkpoint_error(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| TuningError::checkpoint(path, e))?;
     let meta = meta_from_bytes(path, &bytes)?;
     let here = MethodMeta::of(&model, backbone_name);
     if meta.backbone != here.backbone
@@ -101,7 +100,7 @@ pub fn load_method(
         || meta.depth != here.depth
         || meta.num_tokens != here.num_tokens
     {
-        return Err(checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!(
                 "made for backbone {} (width {}, depth {}, {} tokens), but the model is {} (width {}, depth {}, {} tokens); \
@@ -118,7 +117,7 @@ pub fn load_method(
         ));
     }
     if meta.method != here.method || meta.num_classes != here.num_classes {
-        return Err(checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!(
                 "holds method {:?} with {} classes, but the model was built for {:?} with {} classes",
@@ -126,10 +125,10 @@ pub fn load_method(
             ),
         ));
     }
-    let snapshots = store::read_module_tensors(&bytes).map_err(|e| checkpoint_error(path, e))?;
+    let snapshots = store::read_module_tensors(&bytes).map_err(|e| TuningError::checkpoint(path, e))?;
     let result = model.apply(snapshots, None, None, false);
     if let Some(error) = result.errors.first() {
-        return Err(checkpoint_error(path, error));
+        return Err(TuningError::checkpoint(path, error));
     }
     let missing: Vec<&String> = result
         .missing
@@ -138,7 +137,7 @@ pub fn load_method(
         .filter(|name| model.is_trainable(name))
         .collect();
     if !missing.is_empty() || !result.unused.is_empty() {
-        return Err(checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!(
                 "missing trained tensors {missing:?}, unexpected tensors {:?}",

@@ -23,6 +23,19 @@ pub enum TuningError {
     Invalid(String),
     #[error("method checkpoint {path}: {reason}")]
     Checkpoint { path: String, reason: String },
+    /// Writing a method checkpoint failed (the error names the file).
+    #[error(transparent)]
+    Write(#[from] ept_backbones::checkpoint::store::WriteError),
+}
+
+impl TuningError {
+    /// The method checkpoint at `path` cannot be read or does not fit, because of `reason`.
+    pub fn checkpoint(path: &std::path::Path, reason: impl std::fmt::Display) -> Self {
+        TuningError::Checkpoint {
+            path: path.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
 }
 
 /// A backbone adapted by one tuning method, with its classification head.

@@ -309,13 +309,6 @@ struct SegMethodMeta {
     punet: PunetConfig,
 }
 
-fn seg_checkpoint_error(path: &std::path::Path, reason: impl std::fmt::Display) -> TuningError {
-    TuningError::Checkpoint {
-        path: path.display().to_string(),
-        reason: reason.to_string(),
-    }
-}
-
 /// Save the tensors `model`'s variant trains (with their parameter ids) to `path`.
 pub fn save_seg_method(model: &TunedPunet, path: &std::path::Path) -> Result<u64, TuningError> {
     let meta = SegMethodMeta {
@@ -323,15 +316,15 @@ pub fn save_seg_method(model: &TunedPunet, path: &std::path::Path) -> Result<u64
         classes: model.classes.clone(),
         punet: model.punet.config.clone(),
     };
-    let json = serde_json::to_string(&meta).map_err(|e| seg_checkpoint_error(path, e))?;
+    let json = serde_json::to_string(&meta)
+        .map_err(|e| ept_backbones::checkpoint::store::WriteError::encode(path, e))?;
     let metadata = std::collections::HashMap::from([(SEG_META.to_string(), json)]);
-    ept_backbones::checkpoint::store::write_module_tensors(
+    Ok(ept_backbones::checkpoint::store::write_module_tensors(
         model,
         &|name| model.is_trainable(name),
         metadata,
         path,
-    )
-    .map_err(|e| seg_checkpoint_error(path, e))
+    )?)
 }
 
 /// `model.punet.<key>: file's → model's` for each architecture field that differs.
@@ -355,16 +348,16 @@ fn architecture_changes(file: &PunetConfig, model: &PunetConfig) -> String {
 /// Load a file written by [`save_seg_method`] into a model built the same way.
 pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<TunedPunet, TuningError> {
     use burn_store::ModuleSnapshot;
-    let bytes = std::fs::read(path).map_err(|e| seg_checkpoint_error(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| TuningError::checkpoint(path, e))?;
     let store = ept_backbones::checkpoint::store::metadata_entry(&bytes, SEG_META)
-        .map_err(|e| seg_checkpoint_error(path, e))?;
+        .map_err(|e| TuningError::checkpoint(path, e))?;
     let meta: SegMethodMeta = store
-        .ok_or_else(|| seg_checkpoint_error(path, "not a segmentation method checkpoint written by ept"))
+        .ok_or_else(|| TuningError::checkpoint(path, "not a segmentation method checkpoint written by ept"))
         .and_then(|t| {
-            serde_json::from_str(&t).map_err(|e| seg_checkpoint_error(path, format!("bad metadata: {e}")))
+            serde_json::from_str(&t).map_err(|e| TuningError::checkpoint(path, format!("bad metadata: {e}")))
         })?;
     if meta.method != model.method || meta.classes != model.classes {
-        return Err(seg_checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!(
                 "holds {} for classes {:?}, but the model is {} for classes {:?}",
@@ -376,7 +369,7 @@ pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<
         ));
     }
     if meta.punet != model.punet.config {
-        return Err(seg_checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!(
                 "was made with another PUNet architecture: {}",
@@ -385,10 +378,10 @@ pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<
         ));
     }
     let snapshots = ept_backbones::checkpoint::store::read_module_tensors(&bytes)
-        .map_err(|e| seg_checkpoint_error(path, e))?;
+        .map_err(|e| TuningError::checkpoint(path, e))?;
     let result = model.apply(snapshots, None, None, false);
     if let Some(error) = result.errors.first() {
-        return Err(seg_checkpoint_error(path, error));
+        return Err(TuningError::checkpoint(path, error));
     }
     let missing: Vec<&String> = result
         .missing
@@ -397,7 +390,7 @@ pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<
         .filter(|n| model.is_trainable(n))
         .collect();
     if !missing.is_empty() || !result.unused.is_empty() {
-        return Err(seg_checkpoint_error(
+        return Err(TuningError::checkpoint(
             path,
             format!(
                 "missing trained tensors {missing:?}, unexpected tensors {:?}",

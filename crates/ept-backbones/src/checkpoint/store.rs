@@ -4,7 +4,7 @@
 //! use it; the caller owns the metadata's meaning.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use burn::tensor::{DType, TensorData};
 use burn_store::burn_pack::Tensor as TensorSnapshot;
@@ -14,15 +14,35 @@ use safetensors::{Dtype, SafeTensors, tensor::TensorView};
 /// Metadata key holding the parameter ids (so optimizer state keyed by id applies again).
 const PARAM_IDS: &str = "ept.param_ids";
 
+/// Why a weight file could not be written. Both kinds name the file once.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// The file system refused the write; `source` reads "writing PATH: why" and, for a
+    /// full disk, says what to do (see `ept_backend::fs::explain`).
+    #[error("{source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    /// A tensor or the metadata could not be encoded (nothing was written).
+    #[error("encoding {}: {reason}", path.display())]
+    Encode { path: PathBuf, reason: String },
+}
+
+impl WriteError {
+    pub fn encode(path: &Path, reason: impl std::fmt::Display) -> Self {
+        WriteError::Encode {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
 /// Write the tensors of `module` whose path `keep` accepts, with `metadata` (key → JSON
-/// text), to `path` atomically. Returns the file size. Errors are plain messages; the
-/// caller wraps them with the file name.
+/// text), to `path` atomically. Returns the file size.
 pub fn write_module_tensors<M: ModuleSnapshot>(
     module: &M,
     keep: &dyn Fn(&str) -> bool,
     metadata: HashMap<String, String>,
     path: &Path,
-) -> Result<u64, String> {
+) -> Result<u64, WriteError> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut param_ids = BTreeMap::new();
     for snapshot in module.collect(None, None, false) {
@@ -34,7 +54,7 @@ pub fn write_module_tensors<M: ModuleSnapshot>(
             param_ids.insert(name.clone(), id);
         }
         let data = bridge::into_data(snapshot)
-            .map_err(|e| format!("reading tensor {name}: {e}"))?
+            .map_err(|e| WriteError::encode(path, format!("reading tensor {name}: {e}")))?
             .convert_dtype(DType::F32);
         let shape = data.shape().to_vec();
         tensors.push((name, shape, data.into_bytes().to_vec()));
@@ -45,14 +65,17 @@ pub fn write_module_tensors<M: ModuleSnapshot>(
             TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.clone(), v))
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| WriteError::encode(path, e))?;
     let mut metadata = metadata;
     metadata.insert(
         PARAM_IDS.to_string(),
-        serde_json::to_string(&param_ids).map_err(|e| e.to_string())?,
+        serde_json::to_string(&param_ids).map_err(|e| WriteError::encode(path, e))?,
     );
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| e.to_string())?;
-    ept_backend::fs::write_atomic(path, &bytes).map_err(|e| e.to_string())?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| WriteError::encode(path, e))?;
+    ept_backend::fs::write_atomic(path, &bytes).map_err(|source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(bytes.len() as u64)
 }
 

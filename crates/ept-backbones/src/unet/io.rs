@@ -20,15 +20,14 @@ fn is_body(path: &str) -> bool {
 }
 
 /// Write every tensor of `punet` with its configuration; returns the file size.
-pub fn save_punet(punet: &Punet, path: &Path) -> Result<u64, String> {
-    let config = serde_json::to_string(&punet.config).map_err(|e| e.to_string())?;
+pub fn save_punet(punet: &Punet, path: &Path) -> Result<u64, store::WriteError> {
+    let config = serde_json::to_string(&punet.config).map_err(|e| store::WriteError::encode(path, e))?;
     store::write_module_tensors(
         punet,
         &|_| true,
         HashMap::from([(META.to_string(), config)]),
         path,
     )
-    .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The architecture stored in a PUNet weight file.

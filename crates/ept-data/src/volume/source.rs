@@ -87,7 +87,7 @@ pub fn read_volume_list(csv: &Path) -> Result<Vec<VolumeEntry>, DataError> {
                 return Err(err(LineProblem::EmptyColumn { column }));
             }
             let path = base.join(field);
-            if let Some(problem) = LineProblem::for_listed(&path, || LineProblem::MissingFile {
+            if let Some(problem) = LineProblem::for_listed(&path, Some(column), || LineProblem::MissingFile {
                 column,
                 path: path.clone(),
             }) {

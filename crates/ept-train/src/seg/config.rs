@@ -26,6 +26,9 @@ pub struct SegRunConfig {
     #[serde(default)]
     pub eval: SegEvalConfig,
     pub output: OutputConfig,
+    /// The file this config was read from, named by errors found once the data is known.
+    #[serde(skip)]
+    pub config_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,7 +127,8 @@ impl SegRunConfig {
     /// Parse a resolved TOML table (see `crate::config::RunConfig::load` for includes and
     /// overrides, which happen before).
     pub fn from_table(table: toml::Table, path: &Path) -> Result<Self, TrainError> {
-        let config: SegRunConfig = crate::config::parse_as(table, path, "segmentation")?;
+        let mut config: SegRunConfig = crate::config::parse_as(table, path, "segmentation")?;
+        config.config_file = path.to_path_buf();
         if !(0.0..1.0).contains(&config.eval.overlap) {
             return Err(TrainError::config(
                 path,

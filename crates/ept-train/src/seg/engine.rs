@@ -47,11 +47,11 @@ fn run_classes(config: &SegRunConfig, set: &VolumeSet) -> Result<Vec<usize>, Tra
     let n = set.num_classes();
     let classes = config.data.classes.clone().unwrap_or_else(|| (1..n).collect());
     if classes.is_empty() {
-        return Err(TrainError::config(&config.output.dir, "data.classes is empty"));
+        return Err(TrainError::config(&config.config_file, "data.classes is empty"));
     }
     if let Some(bad) = classes.iter().find(|c| **c == 0 || **c >= n) {
         return Err(TrainError::config(
-            &config.output.dir,
+            &config.config_file,
             format!(
                 "data.classes: {bad} is not a foreground class of the data set (1..{}: {:?})",
                 n - 1,
@@ -76,13 +76,13 @@ pub fn build_seg_model(
     };
     if let Some(k) = classes.iter().find(|k| **k >= punet_config.class_slots) {
         return Err(TrainError::config(
-            &config.output.dir,
+            &config.config_file,
             format!("class {k} needs a prompt slot: raise model.punet.class_slots above {k}"),
         ));
     }
     let mut punet = punet_config
         .init(device)
-        .map_err(|e| TrainError::config(&config.output.dir, format!("model.punet: {e}")))?;
+        .map_err(|e| TrainError::config(&config.config_file, format!("model.punet: {e}")))?;
     match &config.model.checkpoint {
         Some(path) => {
             let (loaded, more) = load_punet_weights(punet, path).map_err(|e| TrainError::run(path, e))?;
@@ -115,12 +115,12 @@ pub fn train_segmentation(
     let set = Arc::new(config.data.source.load()?);
     let classes = run_classes(config, &set)?;
     let table = run_label_table(&classes, set.num_classes());
-    // The run folder is made once the data is known to load, so a wrong path leaves none.
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);
     let mut notes = Vec::new();
     let mut model = build_seg_model(config, classes.clone(), &device, &mut notes)?;
+    // The run folder is made once the data and the model load, so a wrong path leaves none.
+    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let counts = model.param_count();
     let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);
