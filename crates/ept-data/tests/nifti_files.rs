@@ -258,7 +258,16 @@ fn a_label_map_that_does_not_match_its_image_is_refused_naming_both() {
     // Sub-tolerance differences pass.
     let mut near = read_label_map(&slab("slab_00_lobes.nii.gz")).unwrap();
     near.affine[0][3] += 5e-4;
+    near.spacing[0] = f32::from_bits(near.spacing[0].to_bits() - 1);
     check_pair(&t1, &near).unwrap();
+    // A label header with another voxel spacing (the same affine) is refused.
+    let mut coarse = read_label_map(&slab("slab_00_lobes.nii.gz")).unwrap();
+    coarse.spacing[0] *= 2.0;
+    let e = check_pair(&t1, &coarse).unwrap_err().to_string();
+    assert!(
+        e.contains("slab_00_t1.nii.gz") && e.contains("slab_00_lobes.nii.gz") && e.contains("spacings (pixdim) differ"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -387,3 +387,27 @@ fn evaluation_walks_every_slice_in_order_without_augmentation() {
     assert_eq!(lab[60 * 160 + 70], v.labels.get(58, 65, 0).unwrap());
     assert_eq!(batches, l.epoch(5).map(Result::unwrap).collect::<Vec<_>>());
 }
+
+/// A label header whose spacing is one float step off the image's (as some converters
+/// write) passes the pair check and is resampled onto the image's grid: at 4 mm the two
+/// spacings used to round to grids one voxel apart, which failed far from the cause.
+#[test]
+fn a_label_spacing_off_by_its_last_bit_is_resampled_onto_the_image_grid() {
+    let dir = Scratch::new("volume-ulp");
+    let mut labels = read_label_map(&slab("slab_03_lobes.nii.gz")).unwrap();
+    labels.spacing[0] = f32::from_bits(labels.spacing[0].to_bits() - 1);
+    let label_path = dir.path().join("labels.nii.gz");
+    ept_data::write_volume(&label_path, &labels, ept_data::NiftiDatatype::Uint8).unwrap();
+    let list = format!(
+        "image,label\n{},{}\n",
+        slab("slab_03_t1.nii.gz").display(),
+        label_path.display()
+    );
+    let mut source = brain_source();
+    source.list = dir.write("volumes.csv", list.as_bytes());
+    source.spacing = [4.0, 4.0, 3.0];
+    let set = source.load().unwrap();
+    let volume = &set.volumes[0];
+    assert_eq!(volume.image.dims, volume.labels.dims);
+    assert_eq!(volume.image.data.len(), volume.labels.data.len());
+}

@@ -131,7 +131,9 @@ pub fn read_label_map(path: &Path) -> Result<LabelMap, DataError> {
 }
 
 /// Fail unless `image` and `labels` share dims and (within [`AFFINE_TOLERANCE_MM`]) the
-/// affine; the error names both files.
+/// affine and the voxel spacing (pixdim); the error names both files. Spacings within
+/// the tolerance may still differ in their last bits: resample the labels with the
+/// image's spacing, or the two grids can round to different sizes.
 pub fn check_pair<T, U>(image: &Volume<T>, labels: &Volume<U>) -> Result<(), DataError> {
     let err = |problem: String| DataError::VolumePair {
         image: image.path.clone(),
@@ -155,6 +157,18 @@ pub fn check_pair<T, U>(image: &Volume<T>, labels: &Volume<U>) -> Result<(), Dat
             "affines differ by {diff} mm (> {AFFINE_TOLERANCE_MM}): image {:?}, labels {:?}",
             &image.affine[..3],
             &labels.affine[..3]
+        )));
+    }
+    let spacing_diff = image
+        .spacing
+        .iter()
+        .zip(&labels.spacing)
+        .map(|(a, b)| f64::from((a - b).abs()))
+        .fold(0.0f64, f64::max);
+    if spacing_diff.is_nan() || spacing_diff > AFFINE_TOLERANCE_MM {
+        return Err(err(format!(
+            "voxel spacings (pixdim) differ by {spacing_diff} mm (> {AFFINE_TOLERANCE_MM}): image {:?}, labels {:?}",
+            image.spacing, labels.spacing
         )));
     }
     Ok(())

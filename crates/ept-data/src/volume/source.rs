@@ -348,6 +348,8 @@ impl Preprocess<'_> {
         let image = read_volume(&entry.image)?;
         let mut labels = read_label_map(&entry.label)?;
         check_pair(&image, &labels)?;
+        // Within tolerance, but the last bits may differ: one grid for both.
+        labels.spacing = image.spacing;
         match self.table {
             Some(t) => labels.data.iter_mut().for_each(|v| *v = t[usize::from(*v)]),
             None => {
