@@ -8,8 +8,27 @@ use std::path::{Path, PathBuf};
 
 /// Write `bytes` to `path` atomically (temp file + fsync + rename + directory fsync).
 /// On error the destination is untouched and the temporary file removed; the error
-/// names the path.
+/// names the path. Only a regular file is replaced: renaming over a symbolic link, a
+/// device (`/dev/null`) or a pipe would replace the link or the device node itself.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Ok(existing) = fs::symlink_metadata(path)
+        && !existing.file_type().is_file()
+    {
+        let what = if existing.file_type().is_symlink() {
+            "a symbolic link"
+        } else if existing.is_dir() {
+            "a folder"
+        } else {
+            "a device, pipe or socket"
+        };
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is {what}, not a regular file: not replacing it (give a new file name)",
+                path.display()
+            ),
+        ));
+    }
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -136,6 +155,32 @@ mod tests {
         write_atomic(&path, b"two").unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 1);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A link or a device node at the destination is left as it is (a rename would have
+    /// replaced `/dev/null` itself with a file).
+    #[cfg(unix)]
+    #[test]
+    fn refuses_to_replace_links_devices_and_folders() {
+        let dir = std::env::temp_dir().join(format!("ept-fs-special-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("real.bin");
+        fs::write(&target, b"kept").unwrap();
+        let link = dir.join("link.bin");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for (path, what) in [
+            (link.as_path(), "a symbolic link"),
+            (Path::new("/dev/null"), "a device"),
+            (dir.as_path(), "a folder"),
+        ] {
+            let error = write_atomic(path, b"new").unwrap_err().to_string();
+            assert!(error.contains(what) && error.contains("not replacing it"), "{error}");
+        }
+        assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read(&target).unwrap(), b"kept");
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::metadata("/dev/null").unwrap().file_type().is_char_device());
         fs::remove_dir_all(&dir).unwrap();
     }
 

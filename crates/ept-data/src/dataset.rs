@@ -23,7 +23,7 @@ use crate::folder::read_image_folder;
 use crate::format::{ListFormat, ListKind};
 use crate::grouping::Grouping;
 use crate::list::{read_list, render_list, write_atomic};
-use crate::sample::{Sample, Task};
+use crate::sample::{Sample, Target, Task};
 
 fn yes() -> bool {
     true
@@ -207,8 +207,39 @@ impl DataSource {
         }
     }
 
-    /// Read the whole data set.
+    /// Read the whole data set, and check that it can be trained or evaluated on: it
+    /// lists images, a single-label task has at least two classes, and no image is
+    /// listed twice with different labels.
     pub fn load(&self) -> Result<Dataset, DataError> {
+        let dataset = self.read()?;
+        let origin = self.origin().display();
+        if dataset.samples.is_empty() {
+            return Err(DataError::Invalid(format!("{origin} lists no images")));
+        }
+        if dataset.task == Task::SingleLabel && dataset.num_classes < 2 {
+            return Err(DataError::Invalid(format!(
+                "{origin}: single-label classification needs at least 2 classes, and this \
+                 data set has {} (check num_classes, or the labels it was inferred from)",
+                dataset.num_classes
+            )));
+        }
+        let mut seen: std::collections::HashMap<&Path, &Target> = std::collections::HashMap::new();
+        for sample in &dataset.samples {
+            if let Some(first) = seen.insert(&sample.path, &sample.target)
+                && first != &sample.target
+            {
+                return Err(DataError::Invalid(format!(
+                    "{origin}: image {} is listed twice with different labels (classes {:?} and {:?})",
+                    sample.id,
+                    first.classes(),
+                    sample.target.classes()
+                )));
+            }
+        }
+        Ok(dataset)
+    }
+
+    fn read(&self) -> Result<Dataset, DataError> {
         match self {
             DataSource::List {
                 list,

@@ -350,3 +350,36 @@ fn data_source_config_rejects_unknown_keys_and_loads() {
     assert!(serde_json::from_str::<DataSource>(bad_format).is_err());
     assert_eq!(ListKind::Colon.format(Some(7)).unwrap().num_classes, 7);
 }
+
+/// A data set that cannot be trained or evaluated on is refused when it loads, naming
+/// the list: no images, one class for a single-label task (a panic inside the loss
+/// before), an image listed twice with different labels.
+#[test]
+fn unusable_data_sets_are_refused_when_they_load() {
+    let dir = Scratch::new("unusable");
+    let load = |text: &str, num_classes: Option<usize>| {
+        dir.write("list.txt", text.as_bytes());
+        DataSource::List {
+            list: dir.path().join("list.txt"),
+            images: dir.path().join("images"),
+            format: ListKind::Colon,
+            num_classes,
+            classes: None,
+            check_images: false,
+        }
+        .load()
+    };
+    assert!(load("a.png 0\nb.png 1\na.png 0\n", None).is_ok(), "identical repeats are allowed");
+    for (text, classes, want) in [
+        ("", None, "list.txt lists no images"),
+        ("a.png 0\nb.png 0\n", Some(1), "needs at least 2 classes, and this data set has 1"),
+        (
+            "a.png 0\nb.png 1\na.png 1\n",
+            None,
+            "image a.png is listed twice with different labels (classes [0] and [1])",
+        ),
+    ] {
+        let e = load(text, classes).unwrap_err().to_string();
+        assert!(e.contains(want), "{text:?}: {e}");
+    }
+}
