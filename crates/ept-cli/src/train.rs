@@ -170,8 +170,15 @@ fn load_run(
     let config = RunConfig::from_table(table, &config_file)?;
     let method_file = run.run.join("method.safetensors");
     let meta = ept_tuning::checkpoint::read_method_meta(&method_file)?;
+    // Seeded as training seeded it: a backbone without a checkpoint is then the same
+    // random backbone the run was trained on, not a new one at every call.
+    let inference = device.device();
+    ept_backend::seed_everything(&inference, config.train.seed);
     let mut notes = Vec::new();
-    let (model, vit) = build_model(&config, meta.num_classes, &device.device(), &mut notes)?;
+    let (model, vit) = build_model(&config, meta.num_classes, &inference, &mut notes)?;
+    for note in &notes {
+        eprintln!("note: {note}");
+    }
     let (model, _) = ept_tuning::checkpoint::load_method(model, &vit.name, &method_file)?;
     // The task follows from the training source's format: the run needs no data files.
     let task = config.data.train.task();

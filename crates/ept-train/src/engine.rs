@@ -95,7 +95,12 @@ pub fn build_model(
             let report = vit.load_checkpoint(path, &vit_config.name)?;
             notes.extend(report.notes);
         }
-        None => notes.push("no backbone checkpoint: the backbone is randomly initialised".into()),
+        None => {
+            // Drawn now, in module order, so the same seed gives the same backbone in
+            // training and in eval/predict/export.
+            ept_tuning::trainable::initialize_now(&vit);
+            notes.push("no backbone checkpoint: the backbone is randomly initialised".into());
+        }
     }
     let model = TunedVit::new(vit, &config.method, num_classes, device)?;
     Ok((model, vit_config))
@@ -336,6 +341,9 @@ pub fn train(
     ept_backend::seed_everything(&device, config.train.seed);
     let mut notes = Vec::new();
     let (mut model, vit_config) = build_model(config, classes, &device, &mut notes)?;
+    if !options.quiet {
+        notes.iter().for_each(|note| eprintln!("note: {note}"));
+    }
     // The run folder is made once the data and the model load, so a wrong path leaves none.
     let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let counts = model.param_count();

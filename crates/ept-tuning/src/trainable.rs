@@ -103,3 +103,19 @@ pub fn count_params<M: Module>(module: &M, predicate: &impl Fn(&str) -> bool) ->
     });
     count
 }
+
+struct Materializer;
+
+impl ModuleVisitor for Materializer {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Draw every lazily initialised parameter of `module` now, in module order. burn draws
+/// a parameter's random values when it is first used, so without this the values of a
+/// randomly initialised model depend on the order code first touches its parameters
+/// (training and `eval` touch them differently).
+pub fn initialize_now<M: Module>(module: &M) {
+    module.visit(&mut Materializer);
+}

@@ -119,6 +119,9 @@ pub fn train_segmentation(
     ept_backend::seed_everything(&device, config.train.seed);
     let mut notes = Vec::new();
     let mut model = build_seg_model(config, classes.clone(), &device, &mut notes)?;
+    if !options.quiet {
+        notes.iter().for_each(|note| eprintln!("note: {note}"));
+    }
     // The run folder is made once the data and the model load, so a wrong path leaves none.
     let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let counts = model.param_count();
