@@ -166,10 +166,17 @@ fn train_resume_eval_predict() {
         .find(|v| v["event"] == "eval" && v["split"] == "test")
         .unwrap();
     for key in ["accuracy", "auc_macro"] {
-        let (a, b) = (metrics[key].as_f64().unwrap(), trained["metrics"][key].as_f64().unwrap());
+        let (a, b) = (
+            metrics[key].as_f64().unwrap(),
+            trained["metrics"][key].as_f64().unwrap(),
+        );
         assert!((a - b).abs() < 1e-6, "{key}: eval {a}, training {b}");
     }
-    assert!(text(&eval).contains("backbone is randomly initialised"), "{}", text(&eval));
+    assert!(
+        text(&eval).contains("backbone is randomly initialised"),
+        "{}",
+        text(&eval)
+    );
 
     // Another list with the run's format: it keeps the run's num_classes (class_index
     // lists need it) and is evaluated the same way.
@@ -310,6 +317,12 @@ fn bad_inputs_are_clear_errors() {
         text(&out)
     );
     assert!(text(&out).contains("loss became"), "{}", text(&out));
+    // It stopped in the first epoch, before any checkpoint: the advice is to start again,
+    // and the same folder takes the corrected run.
+    assert!(text(&out).contains("again without --resume"), "{}", text(&out));
+    let out = cli(&["train", "--quiet", "--config", config.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::remove_dir_all(dir.join("run")).unwrap();
 
     // A training list without any image of class 6 (and 1).
     let lines = std::fs::read_to_string(dir.join("train.txt")).unwrap();

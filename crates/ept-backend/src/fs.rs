@@ -175,7 +175,10 @@ mod tests {
             (dir.as_path(), "a folder"),
         ] {
             let error = write_atomic(path, b"new").unwrap_err().to_string();
-            assert!(error.contains(what) && error.contains("not replacing it"), "{error}");
+            assert!(
+                error.contains(what) && error.contains("not replacing it"),
+                "{error}"
+            );
         }
         assert!(fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
         assert_eq!(fs::read(&target).unwrap(), b"kept");

@@ -265,7 +265,9 @@ fn a_label_map_that_does_not_match_its_image_is_refused_naming_both() {
     coarse.spacing[0] *= 2.0;
     let e = check_pair(&t1, &coarse).unwrap_err().to_string();
     assert!(
-        e.contains("slab_00_t1.nii.gz") && e.contains("slab_00_lobes.nii.gz") && e.contains("spacings (pixdim) differ"),
+        e.contains("slab_00_t1.nii.gz")
+            && e.contains("slab_00_lobes.nii.gz")
+            && e.contains("spacings (pixdim) differ"),
         "{e}"
     );
 }

@@ -369,10 +369,17 @@ fn unusable_data_sets_are_refused_when_they_load() {
         }
         .load()
     };
-    assert!(load("a.png 0\nb.png 1\na.png 0\n", None).is_ok(), "identical repeats are allowed");
+    assert!(
+        load("a.png 0\nb.png 1\na.png 0\n", None).is_ok(),
+        "identical repeats are allowed"
+    );
     for (text, classes, want) in [
         ("", None, "list.txt lists no images"),
-        ("a.png 0\nb.png 0\n", Some(1), "needs at least 2 classes, and this data set has 1"),
+        (
+            "a.png 0\nb.png 0\n",
+            Some(1),
+            "needs at least 2 classes, and this data set has 1",
+        ),
         (
             "a.png 0\nb.png 1\na.png 1\n",
             None,

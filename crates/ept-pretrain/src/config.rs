@@ -7,7 +7,7 @@ use std::path::Path;
 use ept_backbones::unet::PunetConfig;
 use ept_data::{AugmentConfig, VolumeSource};
 use ept_train::TrainError;
-use ept_train::config::{OutputConfig, ScheduleConfig};
+use ept_train::config::{OutputConfig, Range, ScheduleConfig, check_ranges};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -177,6 +177,57 @@ impl PretrainConfig {
                 "train.epochs and train.batch_size must be at least 1",
             ));
         }
+        if config.cpa.kmeans_iterations == 0 || config.data.samples_per_volume == 0 {
+            return Err(TrainError::config(
+                path,
+                "cpa.kmeans_iterations and data.samples_per_volume must be at least 1",
+            ));
+        }
+        let (cpa, train) = (&config.cpa, &config.train);
+        let key = |k: &str| k.to_string();
+        check_ranges(
+            path,
+            [
+                (key("data.p_fg"), Some(config.data.p_fg), Range::Fraction),
+                (key("cpa.weight"), Some(cpa.weight), Range::NonNegative),
+                (
+                    key("cpa.teacher_temperature"),
+                    Some(cpa.teacher_temperature),
+                    Range::Positive,
+                ),
+                (
+                    key("cpa.student_temperature"),
+                    Some(cpa.student_temperature),
+                    Range::Positive,
+                ),
+                (key("cpa.fwhm"), Some(cpa.fwhm), Range::Positive),
+                (
+                    key("cpa.max_match_distance"),
+                    Some(f64::from(cpa.max_match_distance)),
+                    Range::NonNegative,
+                ),
+                (key("cpa.ema_body"), Some(cpa.ema_body), Range::Fraction),
+                (key("cpa.ema_prompts"), Some(cpa.ema_prompts), Range::Fraction),
+                (key("cpa.focal_gamma"), Some(cpa.focal_gamma), Range::NonNegative),
+                (key("train.lr_body"), Some(train.lr_body), Range::Positive),
+                (key("train.lr_prompts"), Some(train.lr_prompts), Range::Positive),
+                (
+                    key("train.weight_decay"),
+                    Some(train.weight_decay),
+                    Range::NonNegative,
+                ),
+                (
+                    key("train.grad_clip_norm"),
+                    train.grad_clip_norm.map(f64::from),
+                    Range::Positive,
+                ),
+            ],
+        )?;
+        config
+            .data
+            .augment
+            .validate()
+            .map_err(|e| TrainError::config(path, format!("data.{e}")))?;
         Ok(config)
     }
 

@@ -133,7 +133,7 @@ pub fn pretrain(
     }
     // The run folder is made once the data and the model are known good, so a wrong
     // path or setting leaves none.
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
+    let (resume_from, _run_lock) = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let mut teacher = student.valid();
     let clip = config.train.grad_clip_norm.map(GradientClippingConfig::Norm);
     let mut optim: ModuleOptimizer = AdamWConfig::new()

@@ -44,15 +44,57 @@ pub fn latest(run_dir: &Path) -> Option<PathBuf> {
     complete.pop()
 }
 
-/// Create or check the run folder. Returns the checkpoint to resume from (with `resume`).
-pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, TrainError> {
+/// A run folder held by this process, so that a second command training into it fails
+/// instead of mixing two runs' files. The lock (on `.lock` in the folder) ends with the
+/// process, however it ends.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: Option<std::fs::File>,
+}
+
+fn lock_run_dir(run_dir: &Path) -> Result<RunLock, TrainError> {
+    let path = run_dir.join(".lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| TrainError::write(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: Some(file) }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::run(
+            run_dir,
+            "another ept-cli process is training into this folder; wait for it to finish, or choose another output.dir",
+        )),
+        // A file system without locks (some network mounts): run unguarded.
+        Err(std::fs::TryLockError::Error(_)) => Ok(RunLock { _file: None }),
+    }
+}
+
+/// Create or check the run folder and hold it (see [`RunLock`]). Returns the checkpoint
+/// to resume from (with `resume`).
+pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<(Option<PathBuf>, RunLock), TrainError> {
+    if resume && !run_dir.is_dir() {
+        return Err(TrainError::run(
+            run_dir,
+            "--resume given, but there is no such run folder (check output.dir)",
+        ));
+    }
+    if run_dir.join("config.toml").exists() && !checkpoints_dir(run_dir).is_dir() {
+        return Err(TrainError::run(
+            run_dir,
+            "holds a config.toml but is not a run folder (a run writes its own config.toml \
+             and report there): choose another output.dir",
+        ));
+    }
     std::fs::create_dir_all(checkpoints_dir(run_dir)).map_err(|e| TrainError::write(run_dir, e))?;
+    let lock = lock_run_dir(run_dir)?;
     // A probe write: an unwritable or full disk is reported before any training happens.
     let probe = run_dir.join(".write-test");
     ept_backend::fs::write_atomic(&probe, b"ok").map_err(|e| TrainError::write(run_dir, e))?;
     let _ = std::fs::remove_file(&probe);
     let existing = latest(run_dir);
-    match (existing, resume) {
+    let resume_from = match (existing, resume) {
         (Some(dir), true) => Ok(Some(dir)),
         (None, true) => Err(TrainError::run(
             run_dir,
@@ -63,20 +105,26 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<Option<PathBuf>, 
             "already holds a checkpoint; pass --resume to continue it, or choose another output.dir",
         )),
         (None, false) => Ok(None),
-    }
+    }?;
+    Ok((resume_from, lock))
 }
 
 /// Prepare the run folder (see [`prepare_run_dir`]); a new run also gets the resolved
 /// config as `config.toml` (a resumed one in [`continue_run`], once its checkpoint has
-/// loaded). Returns the checkpoint to resume from, if any.
-pub fn start_run(run_dir: &Path, resume: bool, config_toml: &str) -> Result<Option<PathBuf>, TrainError> {
-    let resume_from = prepare_run_dir(run_dir, resume)?;
+/// loaded). Returns the checkpoint to resume from, if any, and the folder's lock, to be
+/// held while the run trains.
+pub fn start_run(
+    run_dir: &Path,
+    resume: bool,
+    config_toml: &str,
+) -> Result<(Option<PathBuf>, RunLock), TrainError> {
+    let (resume_from, lock) = prepare_run_dir(run_dir, resume)?;
     if resume_from.is_none() {
         // A run that died before its first checkpoint starts over: drop its log.
         let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
         write_config(run_dir, config_toml)?;
     }
-    Ok(resume_from)
+    Ok((resume_from, lock))
 }
 
 /// A resumed run whose checkpoint of `epoch` loaded: its log loses what came after that
@@ -302,7 +350,34 @@ fn truncate_log(path: &Path, epoch: usize) -> Result<(), TrainError> {
 
 #[cfg(test)]
 mod tests {
-    use super::changed_settings;
+    use super::{changed_settings, prepare_run_dir};
+
+    #[test]
+    fn a_run_folder_is_held_by_one_process_and_never_made_by_resume() {
+        let root = std::env::temp_dir().join(format!("ept-run-lock-{}", std::process::id()));
+        let run = root.join("run");
+        let error = prepare_run_dir(&run, true).unwrap_err().to_string();
+        assert!(error.contains("no such run folder"), "{error}");
+        assert!(!run.exists(), "--resume into a missing folder creates nothing");
+
+        let held = prepare_run_dir(&run, false).unwrap();
+        let error = prepare_run_dir(&run, false).unwrap_err().to_string();
+        assert!(error.contains("another ept-cli process"), "{error}");
+        drop(held);
+        prepare_run_dir(&run, false).unwrap();
+
+        // A folder holding the user's own config is not taken over.
+        let mine = root.join("mine");
+        std::fs::create_dir_all(&mine).unwrap();
+        std::fs::write(mine.join("config.toml"), "# my settings\n").unwrap();
+        let error = prepare_run_dir(&mine, false).unwrap_err().to_string();
+        assert!(error.contains("not a run folder"), "{error}");
+        assert_eq!(
+            std::fs::read_to_string(mine.join("config.toml")).unwrap(),
+            "# my settings\n"
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 
     #[test]
     fn changed_settings_names_each_key_and_compares_paths_by_what_they_name() {

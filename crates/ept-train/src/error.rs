@@ -18,15 +18,15 @@ pub enum TrainError {
     #[error(transparent)]
     Checkpoint(#[from] ept_backbones::CheckpointError),
     #[error(
-        "the loss became {value} at epoch {epoch}, step {step} (learning rate {lr:e}); training stopped. \
-         The last good checkpoint in {run_dir} is intact: lower the learning rate and resume with --resume"
+        "the loss became {value} at epoch {epoch}, step {step} (learning rate {lr:e}); training stopped. {advice}"
     )]
     NonFinite {
         value: f32,
         epoch: usize,
         step: usize,
         lr: f64,
-        run_dir: String,
+        /// What to do: resume from the last checkpoint, or start again if there is none.
+        advice: String,
     },
     /// `source` reads "writing PATH: why" (see [`TrainError::write`]).
     #[error("{source}. The last checkpoint saved before this (if any) is intact")]
@@ -80,12 +80,25 @@ impl TrainError {
         if value.is_finite() {
             Ok(value)
         } else {
+            // Checkpoints are written at the end of each epoch: in the first there is none.
+            let advice = if epoch == 0 {
+                format!(
+                    "No checkpoint was written yet: lower the learning rate (or check the loss settings) \
+                     and run the same command again without --resume; it starts {} over",
+                    run_dir.display()
+                )
+            } else {
+                format!(
+                    "The last good checkpoint in {} is intact: lower the learning rate and resume with --resume",
+                    run_dir.display()
+                )
+            };
             Err(TrainError::NonFinite {
                 value,
                 epoch,
                 step,
                 lr,
-                run_dir: run_dir.display().to_string(),
+                advice,
             })
         }
     }

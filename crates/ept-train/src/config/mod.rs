@@ -11,7 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::TrainError;
 
+mod ranges;
 mod table;
+
+pub use ranges::{Range, RangeCheck, check_ranges};
 
 pub(crate) use table::is_path_key;
 pub use table::{command_for, is_segmentation, load_table, parse_as};
@@ -191,6 +194,20 @@ impl RunConfig {
         if config.train.batch_size == 0 {
             return Err(TrainError::config(path, "train.batch_size must be at least 1"));
         }
+        if config.train.epochs == 0 {
+            return Err(TrainError::config(path, "train.epochs must be at least 1"));
+        }
+        let train = &config.train;
+        let mut checks = train.optimizer.range_checks("train.optimizer");
+        checks.extend([
+            ("train.head_lr".into(), train.head_lr, Range::Positive),
+            (
+                "train.grad_clip_norm".into(),
+                train.grad_clip_norm.map(f64::from),
+                Range::Positive,
+            ),
+        ]);
+        check_ranges(path, checks)?;
         Ok(config)
     }
 

@@ -11,7 +11,7 @@ use ept_tuning::SegMethodConfig;
 use serde::{Deserialize, Serialize};
 
 use super::sliding::Blend;
-use crate::config::{OptimizerConfig, OutputConfig, ScheduleConfig};
+use crate::config::{OptimizerConfig, OutputConfig, Range, ScheduleConfig, check_ranges};
 use crate::error::TrainError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,6 +141,33 @@ impl SegRunConfig {
                 "train.epochs and train.batch_size must be at least 1",
             ));
         }
+        let train = &config.train;
+        let mut checks = train.optimizer.range_checks("train.optimizer");
+        checks.extend([
+            ("train.lr_prompts".into(), train.lr_prompts, Range::Positive),
+            (
+                "train.grad_clip_norm".into(),
+                train.grad_clip_norm.map(f64::from),
+                Range::Positive,
+            ),
+            (
+                "train.focal_gamma".into(),
+                Some(train.focal_gamma),
+                Range::NonNegative,
+            ),
+            (
+                "train.dice_weight".into(),
+                Some(train.dice_weight),
+                Range::NonNegative,
+            ),
+        ]);
+        check_ranges(path, checks)?;
+        config
+            .data
+            .sampling
+            .validate()
+            .and_then(|()| config.data.augment.validate())
+            .map_err(|e| TrainError::config(path, format!("data.{e}")))?;
         check_volume_model(&config.model.punet, path)?;
         let (dims, shape) = match config.data.sampling.shape {
             PatchShape::Slice2d { .. } => (2, "slice2d"),

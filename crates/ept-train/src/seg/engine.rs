@@ -123,7 +123,7 @@ pub fn train_segmentation(
         notes.iter().for_each(|note| eprintln!("note: {note}"));
     }
     // The run folder is made once the data and the model load, so a wrong path leaves none.
-    let resume_from = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
+    let (resume_from, _run_lock) = checkpoint::start_run(&run_dir, options.resume, &config.to_toml())?;
     let counts = model.param_count();
     let mut optim = optimizer(&config.train.optimizer, config.train.grad_clip_norm);
     let (mut start_epoch, mut step) = (0, 0);
