@@ -117,3 +117,45 @@ fn bad_inputs_are_explained() {
     };
     assert!(bad.init(&device()).unwrap_err().contains("spatial_dims"));
 }
+
+/// A weight file of another body architecture is refused with the differing fields and
+/// a few tensors, not hundreds; prompts made for another token count keep their
+/// initialisation with a note (the body loads); a file that is not a body says what it is.
+#[test]
+fn weight_files_of_other_architectures_are_explained_briefly() {
+    use ept_backbones::unet::io::{load_punet_weights, save_punet};
+    let dir = std::env::temp_dir().join(format!("ept-punet-io-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = small(2, WindowLayout::Contiguous, HeadKind::Similarity);
+    let file = dir.join("body.safetensors");
+    save_punet(&config.init(&device()).unwrap(), &file).unwrap();
+
+    let wider = PunetConfig {
+        channels: vec![8, 16, 32],
+        ..config.clone()
+    };
+    let error = load_punet_weights(wider.init(&device()).unwrap(), &file).unwrap_err();
+    assert!(
+        error.contains("model.punet.channels: [8,16,16] in the file, [8,16,32] in the model"),
+        "{error}"
+    );
+    assert!(error.len() < 1000, "{} characters: {error}", error.len());
+
+    let more_tokens = PunetConfig {
+        tokens_per_class: 5,
+        ..config.clone()
+    };
+    let (_, notes) = load_punet_weights(more_tokens.init(&device()).unwrap(), &file).unwrap();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("start from their initialisation")),
+        "{notes:?}"
+    );
+
+    let other = dir.join("other.safetensors");
+    std::fs::write(&other, b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").unwrap();
+    let error = load_punet_weights(config.init(&device()).unwrap(), &other).unwrap_err();
+    assert!(error.contains("not a PUNet weight file"), "{error}");
+    std::fs::remove_dir_all(&dir).ok();
+}

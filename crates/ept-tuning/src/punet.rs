@@ -327,24 +327,6 @@ pub fn save_seg_method(model: &TunedPunet, path: &std::path::Path) -> Result<u64
     )?)
 }
 
-/// `model.punet.<key>: file's → model's` for each architecture field that differs.
-fn architecture_changes(file: &PunetConfig, model: &PunetConfig) -> String {
-    let fields = |config: &PunetConfig| match serde_json::to_value(config) {
-        Ok(serde_json::Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
-    };
-    let (file, model) = (fields(file), fields(model));
-    let changes: Vec<String> = file
-        .iter()
-        .filter(|(key, value)| model.get(*key) != Some(*value))
-        .map(|(key, value)| {
-            let now = model.get(key).map_or("(unset)".to_string(), ToString::to_string);
-            format!("model.punet.{key}: {value} in the file, {now} in the model")
-        })
-        .collect();
-    changes.join(", ")
-}
-
 /// Load a file written by [`save_seg_method`] into a model built the same way.
 pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<TunedPunet, TuningError> {
     use burn_store::ModuleSnapshot;
@@ -373,7 +355,7 @@ pub fn load_seg_method(mut model: TunedPunet, path: &std::path::Path) -> Result<
             path,
             format!(
                 "was made with another PUNet architecture: {}",
-                architecture_changes(&meta.punet, &model.punet.config)
+                model.punet.config.differences(&meta.punet).join(", ")
             ),
         ));
     }

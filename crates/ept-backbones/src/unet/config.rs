@@ -117,6 +117,23 @@ impl Default for PunetConfig {
 }
 
 impl PunetConfig {
+    /// `model.punet.<key>: file's … model's` for each field where `file` (a weight
+    /// file's architecture) differs from `self` (the model's).
+    pub fn differences(&self, file: &PunetConfig) -> Vec<String> {
+        let fields = |config: &PunetConfig| match serde_json::to_value(config) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let (file, model) = (fields(file), fields(self));
+        file.iter()
+            .filter(|(key, value)| model.get(*key) != Some(*value))
+            .map(|(key, value)| {
+                let now = model.get(key).map_or("(unset)".to_string(), ToString::to_string);
+                format!("model.punet.{key}: {value} in the file, {now} in the model")
+            })
+            .collect()
+    }
+
     /// The reference 2-D configuration.
     pub fn reference_2d() -> Self {
         Self::default()
