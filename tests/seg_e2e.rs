@@ -211,6 +211,12 @@ fn bad_config_and_corrupt_volume_are_named() {
         ("model.punet.in_channels=2", "model.punet.in_channels = 2"),
         ("model.punet.bias_dim=0", "bias_dim must be ≥ 1"),
         ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
+        // Settings checked when the config is read (the run folder is not made).
+        ("data.classes=[2,2]", "data.classes names class 2 twice"),
+        ("model.punet.class_slots=3", "set model.punet.class_slots to at least"),
+        ("train.optimizer.lr=-1", "train.optimizer.lr = -1 must be a finite number above 0"),
+        ("train.focal_gamma=-2", "train.focal_gamma = -2"),
+        ("data.sampling.p_fg=2", "data.sampling: p_fg 2 must be in [0, 1]"),
     ] {
         assert_refused(&["train", "--config", config.to_str().unwrap()], set, expect);
     }

@@ -92,6 +92,12 @@ pub enum LineProblem {
     Header { expected: &'static str, found: String },
     #[error("{column} file '{}' does not exist", path.display())]
     MissingFile { column: &'static str, path: PathBuf },
+    #[error("{column} file '{}' is already listed on line {first_line} (a volume listed twice could land in training and test)", path.display())]
+    Repeated {
+        column: &'static str,
+        path: PathBuf,
+        first_line: usize,
+    },
     /// `column` names which file of the line, where a line lists more than one.
     #[error("{}'{}' is a folder, not a file", column.map(|c| format!("{c} file ")).unwrap_or_default(), path.display())]
     NotAFile {

@@ -188,13 +188,19 @@ fn the_volume_list_reports_problems_by_line() {
         ),
         ("image,label\na.nii.gz\n", "bad.csv:2: wrong number of columns"),
         (
+            "image,label\na.nii.gz,a_seg.nii.gz\n./sub/../a.nii.gz,a_seg.nii.gz\n",
+            "bad.csv:3: image file 'DIR/./sub/../a.nii.gz' is already listed on line 2",
+        ),
+        (
             "image,label\n\n\n,a_seg.nii.gz\n",
             "bad.csv:4: empty image column",
         ),
     ] {
         let bad = dir.write("bad.csv", body.as_bytes());
         let e = read_volume_list(&bad).unwrap_err().to_string();
-        let want = want.replace("SUB", &dir.path().join("sub").display().to_string());
+        let want = want
+            .replace("SUB", &dir.path().join("sub").display().to_string())
+            .replace("DIR", &dir.path().display().to_string());
         assert!(e.contains(&want), "{e} does not contain {want}");
     }
 }

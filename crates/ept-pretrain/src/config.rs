@@ -168,8 +168,15 @@ impl PretrainConfig {
                 ),
             ));
         }
-        if config.cpa.base_classes.is_empty() {
+        let base = &config.cpa.base_classes;
+        if base.is_empty() {
             return Err(TrainError::config(path, "cpa.base_classes is empty"));
+        }
+        if let Some(twice) = base.iter().enumerate().find_map(|(i, c)| base[..i].contains(c).then_some(c)) {
+            return Err(TrainError::config(
+                path,
+                format!("cpa.base_classes names class {twice} twice"),
+            ));
         }
         if config.train.epochs == 0 || config.train.batch_size == 0 {
             return Err(TrainError::config(

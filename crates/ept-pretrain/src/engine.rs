@@ -120,15 +120,17 @@ pub fn pretrain(
     let inference = spec.device();
     ept_backend::seed_everything(&device, config.train.seed);
     let mut student = build(config, &device)?;
-    if let Some(k) = config
-        .cpa
-        .base_classes
-        .iter()
-        .find(|k| **k >= student.config.class_slots)
+    // Base class k uses prompt slot k.
+    if let Some(&k) = config.cpa.base_classes.iter().max()
+        && k >= student.config.class_slots
     {
         return Err(TrainError::config(
             &config.config_file,
-            format!("class {k} needs a prompt slot: raise model.punet.class_slots"),
+            format!(
+                "class {k} needs prompt slot {k}: set model.punet.class_slots to at least {} (it is {})",
+                k + 1,
+                student.config.class_slots
+            ),
         ));
     }
     // The run folder is made once the data and the model are known good, so a wrong

@@ -72,6 +72,8 @@ pub fn read_volume_list(csv: &Path) -> Result<Vec<VolumeEntry>, DataError> {
         ));
     }
     let mut out = Vec::with_capacity(rows.len());
+    // Each file by what it is (another spelling of a path is the same file) → its line.
+    let mut listed: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
     for (line, text) in rows {
         let err = |p| DataError::line(csv, *line, p);
         let fields: Vec<&str> = text.split(',').map(str::trim).collect();
@@ -93,6 +95,15 @@ pub fn read_volume_list(csv: &Path) -> Result<Vec<VolumeEntry>, DataError> {
             }) {
                 return Err(err(problem));
             }
+            let file = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if let Some(&first_line) = listed.get(&file) {
+                return Err(err(LineProblem::Repeated {
+                    column,
+                    path,
+                    first_line,
+                }));
+            }
+            listed.insert(file, *line);
             *slot = path;
         }
         let [image, label] = paths;

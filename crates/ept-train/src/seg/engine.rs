@@ -49,6 +49,12 @@ fn run_classes(config: &SegRunConfig, set: &VolumeSet) -> Result<Vec<usize>, Tra
     if classes.is_empty() {
         return Err(TrainError::config(&config.config_file, "data.classes is empty"));
     }
+    if let Some(twice) = classes.iter().enumerate().find_map(|(i, c)| classes[..i].contains(c).then_some(c)) {
+        return Err(TrainError::config(
+            &config.config_file,
+            format!("data.classes names class {twice} twice"),
+        ));
+    }
     if let Some(bad) = classes.iter().find(|c| **c == 0 || **c >= n) {
         return Err(TrainError::config(
             &config.config_file,
@@ -74,10 +80,16 @@ pub fn build_seg_model(
         fixed_outputs: classes.len() + 1,
         ..config.model.punet.clone()
     };
-    if let Some(k) = classes.iter().find(|k| **k >= punet_config.class_slots) {
+    // Class k uses prompt slot k.
+    let highest = classes.iter().max().copied().unwrap_or(0);
+    if highest >= punet_config.class_slots {
         return Err(TrainError::config(
             &config.config_file,
-            format!("class {k} needs a prompt slot: raise model.punet.class_slots above {k}"),
+            format!(
+                "class {highest} needs prompt slot {highest}: set model.punet.class_slots to at least {} (it is {})",
+                highest + 1,
+                punet_config.class_slots
+            ),
         ));
     }
     let mut punet = punet_config
