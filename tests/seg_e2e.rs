@@ -213,8 +213,14 @@ fn bad_config_and_corrupt_volume_are_named() {
         ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
         // Settings checked when the config is read (the run folder is not made).
         ("data.classes=[2,2]", "data.classes names class 2 twice"),
-        ("model.punet.class_slots=3", "set model.punet.class_slots to at least"),
-        ("train.optimizer.lr=-1", "train.optimizer.lr = -1 must be a finite number above 0"),
+        (
+            "model.punet.class_slots=3",
+            "set model.punet.class_slots to at least",
+        ),
+        (
+            "train.optimizer.lr=-1",
+            "train.optimizer.lr = -1 must be a finite number above 0",
+        ),
         ("train.focal_gamma=-2", "train.focal_gamma = -2"),
         ("data.sampling.p_fg=2", "data.sampling: p_fg 2 must be in [0, 1]"),
     ] {
@@ -297,6 +303,22 @@ dir = "{run}"
         !eval.status.success() && text(&eval).contains("is a CPA pre-training run"),
         "{}",
         text(&eval)
+    );
+    // Resuming it with the segmentation command names the command that can.
+    let out_dir = format!("output.dir=\"{}\"", dir.join("cpa").display());
+    let wrong = cli(&[
+        "train",
+        "--quiet",
+        "--config",
+        seg_config.to_str().unwrap(),
+        "--set",
+        &out_dir,
+        "--resume",
+    ]);
+    assert!(
+        !wrong.status.success() && text(&wrong).contains("is a pretrain run, and this is a segmentation config: resume it with `ept-cli pretrain --resume`"),
+        "{}",
+        text(&wrong)
     );
     let steps = std::fs::read_to_string(dir.join("cpa/metrics.jsonl"))
         .unwrap()

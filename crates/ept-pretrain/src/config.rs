@@ -172,7 +172,11 @@ impl PretrainConfig {
         if base.is_empty() {
             return Err(TrainError::config(path, "cpa.base_classes is empty"));
         }
-        if let Some(twice) = base.iter().enumerate().find_map(|(i, c)| base[..i].contains(c).then_some(c)) {
+        if let Some(twice) = base
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| base[..i].contains(c).then_some(c))
+        {
             return Err(TrainError::config(
                 path,
                 format!("cpa.base_classes names class {twice} twice"),

@@ -119,12 +119,42 @@ pub fn start_run(
     config_toml: &str,
 ) -> Result<(Option<PathBuf>, RunLock), TrainError> {
     let (resume_from, lock) = prepare_run_dir(run_dir, resume)?;
+    if resume_from.is_some() {
+        check_same_kind(run_dir, config_toml)?;
+    }
     if resume_from.is_none() {
         // A run that died before its first checkpoint starts over: drop its log.
         let _ = std::fs::remove_file(run_dir.join("metrics.jsonl"));
         write_config(run_dir, config_toml)?;
     }
     Ok((resume_from, lock))
+}
+
+/// A run is resumed by the command that started it: a classification, segmentation or
+/// CPA pre-training checkpoint means nothing to the others' loaders.
+fn check_same_kind(run_dir: &Path, config_toml: &str) -> Result<(), TrainError> {
+    let kind = |text: &str| {
+        let table = text.parse::<toml::Table>().unwrap_or_default();
+        let task = table
+            .get("task")
+            .and_then(|t| t.as_str())
+            .unwrap_or("classification")
+            .to_string();
+        (task, crate::config::command_for(&table))
+    };
+    let Ok(saved) = std::fs::read_to_string(run_dir.join("config.toml")) else {
+        return Ok(());
+    };
+    let ((was, command), (now, _)) = (kind(&saved), kind(config_toml));
+    if was == now {
+        return Ok(());
+    }
+    Err(TrainError::run(
+        run_dir,
+        format!(
+            "is a {was} run, and this is a {now} config: resume it with `ept-cli {command} --resume` and its own config"
+        ),
+    ))
 }
 
 /// A resumed run whose checkpoint of `epoch` loaded: its log loses what came after that
