@@ -98,12 +98,52 @@ fn from_dynamic(img: DynamicImage) -> Image {
     }
 }
 
+/// Largest image the loader decodes, in pixels (100 megapixels: a 10000 × 10000 X-ray;
+/// every image is resized to the model's input, and a small file declaring more is a
+/// decompression bomb that would take gigabytes as `f32` planes).
+pub const MAX_PIXELS: u64 = 100_000_000;
+
+/// A JPEG whose data ends before the end-of-image marker that follows its last scan:
+/// the decoder fills the missing part with grey and succeeds, so it is caught here.
+fn is_truncated_jpeg(bytes: &[u8]) -> bool {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return false;
+    }
+    // Entropy-coded data escapes 0xFF, so these markers appear only as markers.
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let end = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
+    match (last_scan, end) {
+        (Some(scan), Some(end)) => end < scan,
+        (Some(_), None) => true,
+        (None, _) => false, // no scan at all: the decoder reports it
+    }
+}
+
 /// Decode an in-memory PNG or JPEG; `origin` names it in errors.
 pub fn decode_bytes(bytes: &[u8], origin: &Path) -> Result<Image, DataError> {
-    let img = image::load_from_memory(bytes).map_err(|e| DataError::Decode {
+    let fail = |message: String| DataError::Decode {
         path: origin.to_path_buf(),
-        message: e.to_string(),
-    })?;
+        message,
+    };
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| fail(e.to_string()))
+    };
+    let (width, height) = reader()?.into_dimensions().map_err(|e| fail(e.to_string()))?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS {
+        return Err(fail(format!(
+            "the image is {width} × {height} pixels, more than the {} million the loader takes \
+             (it is resized to the model's input anyway): downscale it first",
+            MAX_PIXELS / 1_000_000
+        )));
+    }
+    if is_truncated_jpeg(bytes) {
+        return Err(fail(
+            "truncated: the JPEG data ends before its end-of-image marker".into(),
+        ));
+    }
+    let img = reader()?.decode().map_err(|e| fail(e.to_string()))?;
     let out = from_dynamic(img);
     if out.data.is_empty() {
         return Err(DataError::Decode {

@@ -239,8 +239,8 @@ fn sixteen_bit_and_rgba_pngs_decode_to_unit_range() {
     assert!(e.contains("broken.png") && e.contains("cannot decode"), "{e}");
 }
 
-/// A PNG whose header says `width × height`, with valid chunk checksums.
-fn png_with_size(width: u32, height: u32) -> Vec<u8> {
+/// A PNG chunk with its length and a valid checksum.
+fn png_chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {
         let mut crc = !0u32;
         for &b in bytes {
@@ -255,21 +255,31 @@ fn png_with_size(width: u32, height: u32) -> Vec<u8> {
         }
         !crc
     }
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut out = (data.len() as u32).to_be_bytes().to_vec();
-        let mut body = kind.to_vec();
-        body.extend_from_slice(data);
-        out.extend_from_slice(&body);
-        out.extend_from_slice(&crc32(&body).to_be_bytes());
-        out
-    };
+    let mut out = (data.len() as u32).to_be_bytes().to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crc32(&body).to_be_bytes());
+    out
+}
+
+/// A PNG whose header says `width × height`, with the given image data chunks.
+fn png_with_size_and_data(width: u32, height: u32, data_chunks: &[&[u8]]) -> Vec<u8> {
     let mut ihdr = width.to_be_bytes().to_vec();
     ihdr.extend_from_slice(&height.to_be_bytes());
     ihdr.extend_from_slice(&[8, 0, 0, 0, 0]); // 8-bit grey, no interlace
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(b"IEND", &[]));
+    png.extend(png_chunk(b"IHDR", &ihdr));
+    for data in data_chunks {
+        png.extend(png_chunk(b"IDAT", data));
+    }
+    png.extend(png_chunk(b"IEND", &[]));
     png
+}
+
+/// A PNG whose header says `width × height`, without image data.
+fn png_with_size(width: u32, height: u32) -> Vec<u8> {
+    png_with_size_and_data(width, height, &[])
 }
 
 #[test]
@@ -389,4 +399,29 @@ fn malformed_images_are_errors_not_panics() {
         }
     }
     assert!(Image::new(3, 2, 2, vec![0.0; 5]).is_err());
+}
+
+/// A JPEG cut short decodes "successfully" (the decoder fills the rest with grey), so it
+/// is refused by its missing end marker; the whole file still decodes. A small file
+/// declaring more pixels than the loader takes is refused before anything is allocated.
+#[test]
+fn truncated_jpegs_and_decompression_bombs_are_refused() {
+    let dir = Scratch::new("truncated-jpeg");
+    let pixels: Vec<u8> = (0..64 * 64 * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_raw(64, 64, pixels)
+        .unwrap()
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    let whole = dir.write("whole.jpg", &jpeg);
+    assert_eq!(decode_file(&whole).unwrap().width, 64);
+    for keep in [0.5, 0.95] {
+        let cut = dir.write("cut.jpg", &jpeg[..(jpeg.len() as f64 * keep) as usize]);
+        let e = decode_file(&cut).unwrap_err().to_string();
+        assert!(e.contains("cut.jpg") && e.contains("truncated"), "{keep}: {e}");
+    }
+    // The start of a zlib stream is all the size check reads.
+    let bomb = dir.write("bomb.png", &png_with_size_and_data(20_000, 20_000, &[&[0x78, 0x9C]]));
+    let e = decode_file(&bomb).unwrap_err().to_string();
+    assert!(e.contains("bomb.png") && e.contains("20000 × 20000"), "{e}");
 }
