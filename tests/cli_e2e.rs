@@ -463,11 +463,25 @@ fn sample_then_sweep_is_resumable_and_writes_a_table() {
         .replace("exp1", "exp{seed}")
         .replace("1-shot", "{shots}-shot");
     let sweep = dir.join("sweep.toml");
-    std::fs::write(&sweep, format!(
-        "[sweep]\nmethods = [\"linear\", \"ept\"]\nshots = [1]\nseeds = [1, 2]\noutput = {:?}\noverrides = [\"train.epochs=1\"]\n\
-         [[sweep.datasets]]\nname = \"brain\"\nconfig = \"config.toml\"\ntrain_list = \"lists/{pattern}\"\n",
-        dir.join("runs").display().to_string()
-    )).unwrap();
+    let write_sweep = |shots: &str, pattern: &str| {
+        std::fs::write(&sweep, format!(
+            "[sweep]\nmethods = [\"linear\", \"ept\"]\nshots = [{shots}]\nseeds = [1, 2]\noutput = {:?}\noverrides = [\"train.epochs=1\"]\n\
+             [[sweep.datasets]]\nname = \"brain\"\nconfig = \"config.toml\"\ntrain_list = \"lists/{pattern}\"\n",
+            dir.join("runs").display().to_string()
+        )).unwrap();
+    };
+    // Lists are checked before any cell trains: a typo in a placeholder, a shot count
+    // that was not drawn.
+    for (shots, pattern, want) in [
+        ("1", pattern.replace("{seed}", "{sed}"), "unknown placeholder {sed}"),
+        ("1, 3", pattern.clone(), "2 of the sweep's lists do not exist"),
+    ] {
+        write_sweep(shots, &pattern);
+        let refused = cli(&["sweep", "--config", sweep.to_str().unwrap()]);
+        assert!(!refused.status.success() && text(&refused).contains(want), "{}", text(&refused));
+        assert!(!dir.join("runs").exists(), "nothing trained");
+    }
+    write_sweep("1", &pattern);
     let first = cli(&["sweep", "--config", sweep.to_str().unwrap()]);
     assert!(first.status.success(), "{}", text(&first));
     let table = std::fs::read_to_string(dir.join("runs/table.md")).unwrap();

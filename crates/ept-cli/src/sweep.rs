@@ -64,6 +64,54 @@ fn fill(pattern: &str, shots: usize, seed: u64) -> String {
         .replace("{seed}", &seed.to_string())
 }
 
+/// Check every data set's list patterns before any cell trains: placeholders other than
+/// `{shots}` and `{seed}`, a pattern without one the grid varies (every cell would train
+/// on the same list), and lists that do not exist, all named at once.
+fn check_lists(sweep: &Sweep, base: &Path, file: &Path) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    for data in &sweep.datasets {
+        let patterns = std::iter::once(("train_list", &data.train_list))
+            .chain(data.val_list.as_ref().map(|v| ("val_list", v)));
+        for (key, pattern) in patterns {
+            let rest = pattern.replace("{shots}", "").replace("{seed}", "");
+            if let Some(start) = rest.find('{') {
+                let name: String = rest[start..].chars().take_while(|&c| c != '}').collect();
+                let unknown = format!("{name}}}");
+                anyhow::bail!(
+                    "{}: dataset {:?} {key} = {pattern:?}: unknown placeholder {unknown} (the patterns take {{shots}} and {{seed}})",
+                    file.display(),
+                    data.name
+                );
+            }
+            for (placeholder, varies) in [("{shots}", sweep.shots.len() > 1), ("{seed}", sweep.seeds.len() > 1)] {
+                if varies && !pattern.contains(placeholder) {
+                    anyhow::bail!(
+                        "{}: dataset {:?} {key} = {pattern:?} has no {placeholder}, so every cell would train on the same list",
+                        file.display(),
+                        data.name
+                    );
+                }
+            }
+            for &shots in &sweep.shots {
+                for &seed in &sweep.seeds {
+                    let path = base.join(fill(pattern, shots, seed));
+                    if !path.is_file() {
+                        missing.push(path.display().to_string());
+                    }
+                }
+            }
+        }
+    }
+    if let Some(first) = missing.first() {
+        anyhow::bail!(
+            "{}: {} of the sweep's lists do not exist, e.g. {first} (draw them with `ept-cli sample`)",
+            file.display(),
+            missing.len()
+        );
+    }
+    Ok(())
+}
+
 /// A path string from the sweep file, as a TOML string literal resolved against `base`.
 fn path_value(base: &Path, pattern: &str, shots: usize, seed: u64) -> String {
     let path = base.join(fill(pattern, shots, seed));
@@ -104,6 +152,7 @@ pub fn run(args: &SweepArgs, devices: &[DeviceSpec]) -> anyhow::Result<()> {
         .with_context(|| format!("sweep config {}", args.config.display()))?;
     let sweep = file.sweep;
     let base = args.config.parent().unwrap_or(Path::new("."));
+    check_lists(&sweep, base, &args.config)?;
     // results[(dataset, shots)][method] = values over seeds
     let mut results: BTreeMap<(String, usize), BTreeMap<String, Vec<f64>>> = BTreeMap::new();
     let mut metric_names = BTreeMap::new();
