@@ -133,6 +133,14 @@ fn train_resume_eval_predict() {
         !resumed_dir.join("method.safetensors").exists(),
         "a stopped run is not finished"
     );
+    let early = cli(&["eval", "--run", resumed_dir.to_str().unwrap()]);
+    assert!(
+        !early.status.success()
+            && text(&early).contains("has not finished training")
+            && text(&early).contains("--resume"),
+        "{}",
+        text(&early)
+    );
     let again = cli(&["train", "--quiet", "--config", config, "--set", &set_out]);
     assert!(
         !again.status.success() && text(&again).contains("--resume"),
@@ -216,6 +224,29 @@ fn train_resume_eval_predict() {
         .collect();
     assert_eq!(row.len(), 7);
     assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{out}");
+
+    // An unreadable image among readable ones: their rows still come, the error names it.
+    let bad = dir.join("bad.png");
+    std::fs::write(&bad, b"not an image").unwrap();
+    let mixed = cli(&[
+        "predict",
+        "--run",
+        run.to_str().unwrap(),
+        image.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!mixed.status.success(), "{}", text(&mixed));
+    assert_eq!(
+        String::from_utf8_lossy(&mixed.stdout).lines().count(),
+        2,
+        "{}",
+        text(&mixed)
+    );
+    assert!(
+        text(&mixed).contains("1 of 2 images could not be read") && text(&mixed).contains("bad.png"),
+        "{}",
+        text(&mixed)
+    );
 
     // export writes timm-named weights that `info` loads back; it never overwrites the
     // run's own files.
@@ -473,12 +504,20 @@ fn sample_then_sweep_is_resumable_and_writes_a_table() {
     // Lists are checked before any cell trains: a typo in a placeholder, a shot count
     // that was not drawn.
     for (shots, pattern, want) in [
-        ("1", pattern.replace("{seed}", "{sed}"), "unknown placeholder {sed}"),
+        (
+            "1",
+            pattern.replace("{seed}", "{sed}"),
+            "unknown placeholder {sed}",
+        ),
         ("1, 3", pattern.clone(), "2 of the sweep's lists do not exist"),
     ] {
         write_sweep(shots, &pattern);
         let refused = cli(&["sweep", "--config", sweep.to_str().unwrap()]);
-        assert!(!refused.status.success() && text(&refused).contains(want), "{}", text(&refused));
+        assert!(
+            !refused.status.success() && text(&refused).contains(want),
+            "{}",
+            text(&refused)
+        );
         assert!(!dir.join("runs").exists(), "nothing trained");
     }
     write_sweep("1", &pattern);

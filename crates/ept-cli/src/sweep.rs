@@ -83,7 +83,10 @@ fn check_lists(sweep: &Sweep, base: &Path, file: &Path) -> anyhow::Result<()> {
                     data.name
                 );
             }
-            for (placeholder, varies) in [("{shots}", sweep.shots.len() > 1), ("{seed}", sweep.seeds.len() > 1)] {
+            for (placeholder, varies) in [
+                ("{shots}", sweep.shots.len() > 1),
+                ("{seed}", sweep.seeds.len() > 1),
+            ] {
                 if varies && !pattern.contains(placeholder) {
                     anyhow::bail!(
                         "{}: dataset {:?} {key} = {pattern:?} has no {placeholder}, so every cell would train on the same list",

@@ -152,7 +152,16 @@ fn load_run(
     run: &RunArgs,
     device: &DeviceSpec,
 ) -> anyhow::Result<(RunConfig, ept_tuning::TunedVit, Task, usize)> {
+    if !run.run.is_dir() {
+        anyhow::bail!(
+            "{}: --run takes a run folder (the output.dir of a train command)",
+            run.run.display()
+        );
+    }
     let config_file = run.run.join("config.toml");
+    if !config_file.is_file() {
+        anyhow::bail!("{} is not a run folder: it has no config.toml", run.run.display());
+    }
     let table = ept_train::config::load_table(&config_file, &[])?;
     match table.get("task").and_then(|t| t.as_str()) {
         Some("segmentation") => anyhow::bail!(
@@ -169,6 +178,13 @@ fn load_run(
     }
     let config = RunConfig::from_table(table, &config_file)?;
     let method_file = run.run.join("method.safetensors");
+    if !method_file.exists() {
+        anyhow::bail!(
+            "{} has not finished training (it has no method.safetensors yet): continue it with \
+             `ept-cli train --config <its config> --resume`",
+            run.run.display()
+        );
+    }
     let meta = ept_tuning::checkpoint::read_method_meta(&method_file)?;
     // Seeded as training seeded it: a backbone without a checkpoint is then the same
     // random backbone the run was trained on, not a new one at every call.
@@ -231,24 +247,32 @@ fn eval_options() -> ept_data::LoaderOptions {
 pub fn predict(args: &PredictArgs, device: &DeviceSpec) -> anyhow::Result<()> {
     let (config, model, task, size) = load_run(&args.run, device)?;
     let classes = model.head.num_classes();
-    let samples: Vec<Sample> = args
-        .images
-        .iter()
-        .map(|path| {
-            anyhow::ensure!(
-                !path.is_dir(),
-                "image {} is a folder, not an image file",
-                path.display()
-            );
-            anyhow::ensure!(path.is_file(), "image {} does not exist", path.display());
-            Ok(Sample {
+    // Every image is checked first: one that cannot be read is reported with the
+    // others, and does not cost the rows of the readable ones.
+    let mut unreadable = Vec::new();
+    let mut samples: Vec<Sample> = Vec::new();
+    for path in &args.images {
+        let problem = if path.is_dir() {
+            Some("is a folder, not an image file".to_string())
+        } else if !path.is_file() {
+            Some("does not exist".to_string())
+        } else {
+            ept_data::image::decode_file(path).err().map(|e| e.to_string())
+        };
+        match problem {
+            Some(why) if why.contains(&path.display().to_string()) => unreadable.push(why),
+            Some(why) => unreadable.push(format!("{}: {why}", path.display())),
+            None => samples.push(Sample {
                 path: path.clone(),
                 id: path.display().to_string(),
                 target: Target::Single(0),
                 group: None,
-            })
-        })
-        .collect::<anyhow::Result<_>>()?;
+            }),
+        }
+    }
+    if samples.is_empty() {
+        anyhow::bail!("no image could be read:\n  {}", unreadable.join("\n  "));
+    }
     let (_, eval_pipeline) = pipelines(config.data.pipeline, size);
     let loader = ept_data::Loader::new(samples.clone(), classes, eval_pipeline, eval_options())?;
     let mut rows = Vec::new();
@@ -273,6 +297,14 @@ pub fn predict(args: &PredictArgs, device: &DeviceSpec) -> anyhow::Result<()> {
             let values: Vec<String> = row.iter().map(|v| format!("{v:.6}")).collect();
             println!("{path},{}", values.join(","));
         }
+    }
+    if !unreadable.is_empty() {
+        anyhow::bail!(
+            "{} of {} images could not be read (the others' rows are above):\n  {}",
+            unreadable.len(),
+            args.images.len(),
+            unreadable.join("\n  ")
+        );
     }
     Ok(())
 }

@@ -42,7 +42,11 @@ impl FromStr for Shots {
     /// `5` (K per class) or `20%` (percent of the training images).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        let bad = || format!("bad shots '{s}': expected K (e.g. 5) or a percentage (e.g. 20%)");
+        let bad = || {
+            format!(
+                "bad shots '{s}': expected K (a whole number from 1, e.g. 5) or a percentage from 1% to 100% (e.g. 20%)"
+            )
+        };
         match s.strip_suffix('%') {
             Some(p) => match p.trim().parse::<u32>() {
                 Ok(p) if (1..=100).contains(&p) => Ok(Shots::Percent(p)),

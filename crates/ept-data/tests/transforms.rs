@@ -421,7 +421,10 @@ fn truncated_jpegs_and_decompression_bombs_are_refused() {
         assert!(e.contains("cut.jpg") && e.contains("truncated"), "{keep}: {e}");
     }
     // The start of a zlib stream is all the size check reads.
-    let bomb = dir.write("bomb.png", &png_with_size_and_data(20_000, 20_000, &[&[0x78, 0x9C]]));
+    let bomb = dir.write(
+        "bomb.png",
+        &png_with_size_and_data(20_000, 20_000, &[&[0x78, 0x9C]]),
+    );
     let e = decode_file(&bomb).unwrap_err().to_string();
     assert!(e.contains("bomb.png") && e.contains("20000 × 20000"), "{e}");
 }

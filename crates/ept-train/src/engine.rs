@@ -304,7 +304,8 @@ pub fn check_split(
     }
     Err(TrainError::Data(ept_data::DataError::Invalid(format!(
         "{} ({key}) has {} but the model predicts {} (data.train's labels): \
-         give {key} the same list format and num_classes as data.train",
+         give {key} and data.train the same list format and num_classes (a class count \
+         inferred from a CSV's labels misses classes no row names: set num_classes)",
         origin.display(),
         describe(split.num_classes, split.task),
         describe(classes, task)
