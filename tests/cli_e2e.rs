@@ -99,6 +99,12 @@ fn train_resume_eval_predict() {
 
     let whole = cli(&["train", "--quiet", "--config", config]);
     assert!(whole.status.success(), "{}", text(&whole));
+    let again = cli(&["train", "--quiet", "--config", config]);
+    assert!(
+        !again.status.success() && text(&again).contains("holds a finished run"),
+        "{}",
+        text(&again)
+    );
     let uninterrupted = losses(&run);
     assert!(
         uninterrupted.len() >= 4 && uninterrupted.iter().all(|l| l.is_finite()),
@@ -354,6 +360,42 @@ fn bad_inputs_are_clear_errors() {
     let out = cli(&["train", "--quiet", "--config", config.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));
     std::fs::remove_dir_all(dir.join("run")).unwrap();
+
+    // A test image that does not decode (found after training) and a test image that is
+    // also a training image (a warning): the run stops with what to do.
+    let bad_image = dir.join("bad.png");
+    std::fs::write(&bad_image, b"not a png").unwrap();
+    let first_train = std::fs::read_to_string(&train)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let test_list = std::fs::read_to_string(dir.join("test.txt")).unwrap();
+    std::fs::write(
+        dir.join("test_bad.txt"),
+        format!("{test_list}{first_train}\n{} 0\n", bad_image.display()),
+    )
+    .unwrap();
+    let test_bad = format!("data.test.list=\"{}\"", dir.join("test_bad.txt").display());
+    let run_bad = format!("output.dir=\"{}\"", dir.join("run_bad").display());
+    let out = cli(&[
+        "train",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        &test_bad,
+        "--set",
+        &run_bad,
+    ]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("bad.png") && text(&out).contains("continue with --resume"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("warning: 1 of the"), "{}", text(&out));
 
     // A training list without any image of class 6 (and 1).
     let lines = std::fs::read_to_string(dir.join("train.txt")).unwrap();

@@ -100,6 +100,16 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<(Option<PathBuf>,
             run_dir,
             "--resume given, but the run folder has no checkpoint",
         )),
+        (Some(_), false)
+            if ["method.safetensors", "body.safetensors"]
+                .iter()
+                .any(|f| run_dir.join(f).is_file()) =>
+        {
+            Err(TrainError::run(
+                run_dir,
+                "holds a finished run; choose another output.dir (eval, predict and export take the run as it is)",
+            ))
+        }
         (Some(_), false) => Err(TrainError::run(
             run_dir,
             "already holds a checkpoint; pass --resume to continue it, or choose another output.dir",

@@ -19,7 +19,7 @@ use burn::prelude::ToElement;
 use burn::tensor::{Device, Tensor, activation, loss::cross_entropy_with_logits};
 use ept_backbones::{Vit, VitConfig};
 use ept_backend::DeviceSpec;
-use ept_data::{BatchTargets, Dataset, Loader, LoaderOptions, Pipeline, Target, Task, Transform};
+use ept_data::{BatchTargets, Dataset, Loader, LoaderOptions, Pipeline, Sample, Target, Task, Transform};
 use ept_tuning::TunedVit;
 use serde_json::json;
 
@@ -312,6 +312,43 @@ pub fn check_split(
     ))))
 }
 
+/// An image that cannot be read found while the run trains or evaluates: what to do
+/// about it (the checkpoints written before are intact, and `--resume` continues).
+fn mid_run(error: TrainError, run_dir: &std::path::Path) -> TrainError {
+    match error {
+        TrainError::Data(data @ (ept_data::DataError::Decode { .. } | ept_data::DataError::Io { .. })) => {
+            TrainError::run(
+                run_dir,
+                format!(
+                    "stopped: {data}. Fix the file or remove it from its list, then continue with \
+                     --resume (the last checkpoint saved before this, if any, is intact)"
+                ),
+            )
+        }
+        other => other,
+    }
+}
+
+/// Warn (on stderr) when an evaluation split shares images with the training split:
+/// its metrics would overstate what the model learned.
+fn warn_overlap(train: &Dataset, split: &Dataset, key: &str) {
+    let trained: std::collections::HashSet<&std::path::Path> =
+        train.samples.iter().map(|s| s.path.as_path()).collect();
+    let shared: Vec<&Sample> = split
+        .samples
+        .iter()
+        .filter(|s| trained.contains(s.path.as_path()))
+        .collect();
+    if let Some(first) = shared.first() {
+        eprintln!(
+            "warning: {} of the {} images of {key} are also in data.train (e.g. {}): its metrics will overstate accuracy",
+            shared.len(),
+            split.samples.len(),
+            first.path.display()
+        );
+    }
+}
+
 /// Train, evaluate and report one run.
 pub fn train(
     config: &RunConfig,
@@ -337,6 +374,11 @@ pub fn train(
             config.data.train.origin().display(),
             names.join(", ")
         ))));
+    }
+    for (key, split) in [("data.val", &val_set), ("data.test", &test_set)] {
+        if let Some(split) = split {
+            warn_overlap(&train_set, split, key);
+        }
     }
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);
@@ -427,7 +469,7 @@ pub fn train(
             options.quiet,
         );
         for batch in loader.epoch(epoch as u64) {
-            let host = batch?;
+            let host = batch.map_err(|e| mid_run(e.into(), &run_dir))?;
             let lr = learning_rate(&config.train.schedule, base_lr, step, total_steps);
             let piece_loss = |replica: &TunedVit, samples, device: &Device| {
                 let piece = host.slice(samples).into_device(device);
@@ -449,7 +491,8 @@ pub fn train(
         meter.end_line();
         let evaluate_now = config.train.eval_every > 0 && (epoch + 1) % config.train.eval_every == 0;
         if let (Some(val), true) = (&val_set, evaluate_now) {
-            let result = evaluate(&model.valid(), &eval_loader(val)?, task, &spec.device(), false)?;
+            let result = evaluate(&model.valid(), &eval_loader(val)?, task, &spec.device(), false)
+                .map_err(|e| mid_run(e, &run_dir))?;
             log.write(json!({"event": "eval", "split": "val", "epoch": epoch, "metrics": result.metrics}))?;
             val_result = Some(result);
         }
@@ -471,7 +514,8 @@ pub fn train(
     let mut test_result = None;
     if finished {
         if let Some(test) = &test_set {
-            let result = evaluate(&model.valid(), &eval_loader(test)?, task, &spec.device(), true)?;
+            let result = evaluate(&model.valid(), &eval_loader(test)?, task, &spec.device(), true)
+                .map_err(|e| mid_run(e, &run_dir))?;
             log.write(json!({"event": "eval", "split": "test", "metrics": result.metrics}))?;
             let labels = (task == Task::SingleLabel).then(|| split_targets(&result.targets, classes).0);
             crate::analysis::write_run_report(
