@@ -15,13 +15,14 @@
 //! and zeroes them again.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The exit status of a process stopped by a failed allocation.
 pub const OUT_OF_MEMORY_EXIT: i32 = 3;
 
 static BATCH_SIZE: AtomicUsize = AtomicUsize::new(0);
 static MICRO_BATCH: AtomicUsize = AtomicUsize::new(0);
+static EVALUATING_VOLUMES: AtomicBool = AtomicBool::new(false);
 /// Micro-batch value meaning "this kind of run has no gradient accumulation".
 const NO_ACCUMULATION: usize = usize::MAX;
 
@@ -35,6 +36,24 @@ pub fn note_batch(batch_size: usize, micro_batch: Option<Option<usize>>) {
         None => NO_ACCUMULATION,
     };
     MICRO_BATCH.store(micro, Ordering::Relaxed);
+}
+
+/// While the returned guard lives, an out-of-memory report says that whole volumes were
+/// being evaluated (their size, not the training batch, is what to change).
+#[must_use = "the note lasts as long as the guard"]
+pub struct VolumeEvaluation(());
+
+impl Drop for VolumeEvaluation {
+    fn drop(&mut self) {
+        EVALUATING_VOLUMES.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Note that whole volumes are being evaluated (sliding-window inference) until the
+/// guard is dropped.
+pub fn note_volume_evaluation() -> VolumeEvaluation {
+    EVALUATING_VOLUMES.store(true, Ordering::Relaxed);
+    VolumeEvaluation(())
 }
 
 /// Keep freed tensor buffers in the process for reuse instead of returning them to the
@@ -114,8 +133,9 @@ impl std::fmt::Write for StackText {
     }
 }
 
-/// The report's text for a failed allocation of `size` bytes.
-pub fn report(size: usize, batch_size: usize, micro_batch: usize) -> StackText {
+/// The report's text for a failed allocation of `size` bytes (while evaluating whole
+/// volumes, or training with `batch_size`).
+pub fn report(size: usize, batch_size: usize, micro_batch: usize, evaluating_volumes: bool) -> StackText {
     use std::fmt::Write;
     let mut text = StackText {
         bytes: [0; 640],
@@ -123,7 +143,14 @@ pub fn report(size: usize, batch_size: usize, micro_batch: usize) -> StackText {
     };
     let mib = size as f64 / (1024.0 * 1024.0);
     let _ = write!(text, "error: out of memory: could not allocate {mib:.1} MiB");
-    if batch_size > 0 {
+    if evaluating_volumes {
+        let _ = write!(
+            text,
+            " while evaluating whole volumes (sliding window; the batch size does not matter here). \
+             Each volume is held at data.source.spacing: a coarser spacing or smaller data.source.dims \
+             makes them smaller"
+        );
+    } else if batch_size > 0 {
         let smaller = (batch_size / 2).max(1);
         let _ = write!(text, " while training with batch size {batch_size}");
         if micro_batch > 0 && micro_batch != NO_ACCUMULATION {
@@ -154,6 +181,7 @@ fn out_of_memory(size: usize) -> ! {
         size,
         BATCH_SIZE.load(Ordering::Relaxed),
         MICRO_BATCH.load(Ordering::Relaxed),
+        EVALUATING_VOLUMES.load(Ordering::Relaxed),
     );
     // Unbuffered stderr: writing does not allocate.
     let _ = std::io::stderr().write_all(text.as_bytes());
@@ -169,7 +197,22 @@ mod tests {
     use super::*;
 
     fn text(size: usize, batch: usize, micro: usize) -> String {
-        String::from_utf8(report(size, batch, micro).as_bytes().to_vec()).unwrap()
+        String::from_utf8(report(size, batch, micro, false).as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn while_evaluating_volumes_the_report_points_at_their_size() {
+        let guard = note_volume_evaluation();
+        assert!(EVALUATING_VOLUMES.load(Ordering::Relaxed));
+        let t = String::from_utf8(report(1 << 30, 4, 0, true).as_bytes().to_vec()).unwrap();
+        assert!(
+            t.contains("evaluating whole volumes") && t.contains("data.source.spacing"),
+            "{t}"
+        );
+        assert!(!t.contains("--batch-size"), "{t}");
+        assert!(t.ends_with("(continue with --resume).\n"), "not cut short: {t}");
+        drop(guard);
+        assert!(!EVALUATING_VOLUMES.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -120,6 +120,33 @@ fn run_labels(batch: &HostVolumeBatch, table: &[u8], device: &burn::tensor::Devi
     Tensor::from_data(TensorData::new(labels, batch.dims), device)
 }
 
+/// Warn (on stderr) about a split that leaves the run unevaluated, and about run classes
+/// without a voxel in the training volumes (their prompts would learn nothing).
+fn warn_about_split(set: &VolumeSet, classes: &[usize]) {
+    let split = &set.split;
+    if split.val.is_empty() && split.test.is_empty() {
+        eprintln!(
+            "warning: the split leaves no validation or test volume (all {} for training): \
+             the run will not be evaluated; list more volumes or change data.source.split",
+            split.train.len()
+        );
+    }
+    for &class in classes {
+        let seen = split.train.iter().any(|&v| {
+            set.volumes[v]
+                .foreground
+                .get(class - 1)
+                .is_some_and(|voxels| !voxels.is_empty())
+        });
+        if !seen {
+            eprintln!(
+                "warning: class {class} ({}) has no voxel in the training volumes: nothing teaches it",
+                set.class_names[class]
+            );
+        }
+    }
+}
+
 /// Train, validate, test and report one segmentation run.
 pub fn train_segmentation(
     config: &SegRunConfig,
@@ -130,6 +157,7 @@ pub fn train_segmentation(
     let run_dir = config.output.dir.clone();
     let set = Arc::new(config.data.source.load()?);
     let classes = run_classes(config, &set)?;
+    warn_about_split(&set, &classes);
     let table = run_label_table(&classes, set.num_classes());
     let device = spec.autodiff_device();
     ept_backend::seed_everything(&device, config.train.seed);

@@ -50,6 +50,7 @@ pub fn evaluate_volumes(
     device: &Device,
     outputs: &EvalOutputs,
 ) -> Result<SegEvalResult, TrainError> {
+    let _evaluating = ept_backend::memory::note_volume_evaluation();
     let classes = &model.classes;
     let table = run_label_table(classes, set.num_classes());
     let run_classes = classes.len() + 1;
