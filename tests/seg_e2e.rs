@@ -227,6 +227,21 @@ fn bad_config_and_corrupt_volume_are_named() {
         assert_refused(&["train", "--config", config.to_str().unwrap()], set, expect);
     }
 
+    // Two volumes split 2/0/0: the run would not be evaluated, and says so.
+    let out = cli(&[
+        "train",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        "model.punet.class_slots=3",
+    ]);
+    assert!(
+        text(&out).contains("warning: the split leaves no validation or test volume (all 2 for training)"),
+        "{}",
+        text(&out)
+    );
+
     // a truncated .nii.gz in the list
     let source = repo().join("datasets/brain_volumes/slab_03_t1.nii.gz");
     let bytes = std::fs::read(&source).unwrap();
