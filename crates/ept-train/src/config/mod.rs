@@ -14,7 +14,7 @@ use crate::error::TrainError;
 mod ranges;
 mod table;
 
-pub use ranges::{Range, RangeCheck, check_ranges};
+pub use ranges::{Range, RangeCheck, check_ranges, optimizer_checks};
 
 pub(crate) use table::is_path_key;
 pub use table::{command_for, is_segmentation, load_table, parse_as};
@@ -198,15 +198,8 @@ impl RunConfig {
             return Err(TrainError::config(path, "train.epochs must be at least 1"));
         }
         let train = &config.train;
-        let mut checks = train.optimizer.range_checks("train.optimizer");
-        checks.extend([
-            ("train.head_lr".into(), train.head_lr, Range::Positive),
-            (
-                "train.grad_clip_norm".into(),
-                train.grad_clip_norm.map(f64::from),
-                Range::Positive,
-            ),
-        ]);
+        let mut checks = optimizer_checks(&train.optimizer, train.grad_clip_norm);
+        checks.push(("train.head_lr".into(), train.head_lr, Range::Positive));
         check_ranges(path, checks)?;
         Ok(config)
     }

@@ -59,6 +59,17 @@ pub fn check_ranges(path: &Path, checks: impl IntoIterator<Item = RangeCheck>) -
     Ok(())
 }
 
+/// The checks every `[train]` table shares: `train.optimizer` and `train.grad_clip_norm`.
+pub fn optimizer_checks(optimizer: &OptimizerConfig, grad_clip_norm: Option<f32>) -> Vec<RangeCheck> {
+    let mut checks = optimizer.range_checks("train.optimizer");
+    checks.push((
+        "train.grad_clip_norm".into(),
+        grad_clip_norm.map(f64::from),
+        Range::Positive,
+    ));
+    checks
+}
+
 impl OptimizerConfig {
     /// The optimizer's settings to check, under the key `prefix` (`train.optimizer`).
     pub fn range_checks(&self, prefix: &str) -> Vec<RangeCheck> {

@@ -11,7 +11,7 @@ use ept_tuning::SegMethodConfig;
 use serde::{Deserialize, Serialize};
 
 use super::sliding::Blend;
-use crate::config::{OptimizerConfig, OutputConfig, Range, ScheduleConfig, check_ranges};
+use crate::config::{OptimizerConfig, OutputConfig, Range, ScheduleConfig, check_ranges, optimizer_checks};
 use crate::error::TrainError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,14 +142,9 @@ impl SegRunConfig {
             ));
         }
         let train = &config.train;
-        let mut checks = train.optimizer.range_checks("train.optimizer");
+        let mut checks = optimizer_checks(&train.optimizer, train.grad_clip_norm);
         checks.extend([
             ("train.lr_prompts".into(), train.lr_prompts, Range::Positive),
-            (
-                "train.grad_clip_norm".into(),
-                train.grad_clip_norm.map(f64::from),
-                Range::Positive,
-            ),
             (
                 "train.focal_gamma".into(),
                 Some(train.focal_gamma),
