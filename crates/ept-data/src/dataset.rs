@@ -113,18 +113,23 @@ impl Dataset {
 
 fn read_class_names(path: &Path, num_classes: usize) -> Result<Vec<String>, DataError> {
     let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let names: Vec<String> = crate::list::text_lines(&bytes, path)?
-        .into_iter()
-        .map(|(_, t)| t)
-        .collect();
-    if names.len() != num_classes {
+    let lines = crate::list::text_lines(&bytes, path)?;
+    if lines.len() != num_classes {
         return Err(DataError::Invalid(format!(
             "{}: {} class names for {num_classes} classes",
             path.display(),
-            names.len()
+            lines.len()
         )));
     }
-    Ok(names)
+    for (i, (line, name)) in lines.iter().enumerate() {
+        if let Some((first, _)) = lines[..i].iter().find(|(_, earlier)| earlier == name) {
+            return Err(DataError::Invalid(format!(
+                "{}:{line}: class name {name:?} is already on line {first}",
+                path.display()
+            )));
+        }
+    }
+    Ok(lines.into_iter().map(|(_, name)| name).collect())
 }
 
 fn generic_names(n: usize) -> Vec<String> {

@@ -389,4 +389,20 @@ fn unusable_data_sets_are_refused_when_they_load() {
         let e = load(text, classes).unwrap_err().to_string();
         assert!(e.contains(want), "{text:?}: {e}");
     }
+    dir.write("classes.txt", b"lung\nheart\nlung\n");
+    let e = DataSource::List {
+        list: dir.write("list3.txt", b"a.png 0\nb.png 2\n"),
+        images: dir.path().join("images"),
+        format: ListKind::Colon,
+        num_classes: Some(3),
+        classes: Some(dir.path().join("classes.txt")),
+        check_images: false,
+    }
+    .load()
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("classes.txt:3: class name \"lung\" is already on line 1"),
+        "{e}"
+    );
 }

@@ -159,7 +159,7 @@ pub fn split_volumes(n: usize, fractions: SplitFractions, seed: u64) -> Result<V
     let ok = [train, val, test].iter().all(|f| f.is_finite() && *f >= 0.0);
     if !ok || (train + val + test - 1.0).abs() > 1e-6 || train <= 0.0 {
         return Err(DataError::Invalid(format!(
-            "split fractions train {train}, val {val}, test {test} must be non-negative, sum to 1, with train > 0"
+            "data.source.split: fractions train {train}, val {val}, test {test} must be non-negative, sum to 1, with train > 0"
         )));
     }
     if n == 0 {
@@ -244,7 +244,7 @@ impl VolumeSource {
         let names = match (&self.classes, self.class_names.is_empty()) {
             (Some(_), false) => {
                 return Err(DataError::Invalid(
-                    "volume source: give either `class_names` or `classes`, not both".into(),
+                    "data.source: give either `class_names` or `classes`, not both".into(),
                 ));
             }
             (Some(file), true) => {
@@ -254,12 +254,25 @@ impl VolumeSource {
             (None, _) => self.class_names.clone(),
         };
         if names.len() < 2 {
+            let from = match &self.classes {
+                Some(file) => format!("{} (data.source.classes)", file.display()),
+                None => "data.source.class_names".to_string(),
+            };
             return Err(DataError::Invalid(format!(
-                "volume source: need at least 2 class names (background first), got {names:?}"
+                "{from}: need at least 2 class names (background first), got {names:?}"
+            )));
+        }
+        if let Some(twice) = names
+            .iter()
+            .enumerate()
+            .find_map(|(i, n)| names[..i].contains(n).then_some(n))
+        {
+            return Err(DataError::Invalid(format!(
+                "data.source: class name {twice:?} is given twice"
             )));
         }
         if names.len() > usize::from(u16::MAX) {
-            return Err(DataError::Invalid("volume source: too many classes".into()));
+            return Err(DataError::Invalid("data.source: too many classes".into()));
         }
         Ok(names)
     }
@@ -305,16 +318,18 @@ impl VolumeSource {
     pub fn load(&self) -> Result<VolumeSet, DataError> {
         let class_names = self.class_names()?;
         let table = self.label_table(class_names.len())?;
-        self.window.validate()?;
+        self.window
+            .validate()
+            .map_err(|e| DataError::Invalid(format!("data.source.window: {e}")))?;
         if self.spacing.iter().any(|s| !s.is_finite() || *s <= 0.0) {
             return Err(DataError::Invalid(format!(
-                "volume source: spacing {:?} must be positive and finite",
+                "data.source.spacing {:?} must be positive and finite",
                 self.spacing
             )));
         }
         if self.dims.is_some_and(|d| d.contains(&0)) {
             return Err(DataError::Invalid(format!(
-                "volume source: dims {:?} contain a zero",
+                "data.source.dims {:?} contain a zero",
                 self.dims
             )));
         }
