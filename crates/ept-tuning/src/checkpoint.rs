@@ -46,6 +46,17 @@ impl MethodMeta {
     }
 }
 
+/// A method as its config table reads, e.g. `{ method = "ept", length = 4 }`.
+fn as_config(method: &MethodConfig) -> String {
+    match toml::Value::try_from(method) {
+        Ok(toml::Value::Table(table)) => {
+            let fields: Vec<String> = table.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            format!("{{ {} }}", fields.join(", "))
+        }
+        _ => method.name().to_string(),
+    }
+}
+
 /// Save the trained tensors of `model` to `path`; returns the file size in bytes.
 pub fn save_method(model: &TunedVit, backbone_name: &str, path: &Path) -> Result<u64, TuningError> {
     let meta = MethodMeta::of(model, backbone_name);
@@ -120,8 +131,11 @@ pub fn load_method(
         return Err(TuningError::checkpoint(
             path,
             format!(
-                "holds method {:?} with {} classes, but the model was built for {:?} with {} classes",
-                meta.method, meta.num_classes, here.method, here.num_classes
+                "holds method {} with {} classes, but the model was built for {} with {} classes",
+                as_config(&meta.method),
+                meta.num_classes,
+                as_config(&here.method),
+                here.num_classes
             ),
         ));
     }

@@ -278,5 +278,14 @@ fn method_checkpoint_round_trips_and_refuses_another_backbone() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("vit_base_patch16_224"), "{err}");
+    // Another method's file names both methods as their config tables read.
+    let err = load_method(tuned(&MethodConfig::Linear, &device), "vit_golden_tiny", &path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("holds method { ") && err.contains("method = \"ept\"") && err.contains("length = 4"),
+        "{err}"
+    );
+    assert!(err.contains("{ method = \"linear\" }"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
