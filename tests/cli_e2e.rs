@@ -396,6 +396,36 @@ fn bad_inputs_are_clear_errors() {
         text(&out)
     );
     assert!(text(&out).contains("warning: 1 of the"), "{}", text(&out));
+    // The same image in the training list stops the first epoch, before any checkpoint:
+    // the advice is to start again, not to resume.
+    std::fs::write(
+        dir.join("train_bad.txt"),
+        format!(
+            "{}{} 0\n",
+            std::fs::read_to_string(&train).unwrap(),
+            bad_image.display()
+        ),
+    )
+    .unwrap();
+    let train_bad = format!("data.train.list=\"{}\"", dir.join("train_bad.txt").display());
+    let run_bad2 = format!("output.dir=\"{}\"", dir.join("run_bad2").display());
+    let out = cli(&[
+        "train",
+        "--quiet",
+        "--config",
+        config.to_str().unwrap(),
+        "--set",
+        &train_bad,
+        "--set",
+        &run_bad2,
+    ]);
+    assert!(
+        !out.status.success()
+            && text(&out).contains("bad.png")
+            && text(&out).contains("again without --resume"),
+        "{}",
+        text(&out)
+    );
 
     // A training list without any image of class 6 (and 1).
     let lines = std::fs::read_to_string(dir.join("train.txt")).unwrap();

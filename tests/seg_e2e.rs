@@ -211,7 +211,7 @@ fn bad_config_and_corrupt_volume_are_named() {
         ("model.punet.in_channels=2", "model.punet.in_channels = 2"),
         ("model.punet.bias_dim=0", "bias_dim must be ≥ 1"),
         ("model.punet.spatial_dims=3", "model.punet.spatial_dims = 3"),
-        // Settings checked when the config is read (the run folder is not made).
+        // Settings refused before the run folder is made.
         ("data.classes=[2,2]", "data.classes names class 2 twice"),
         (
             "model.punet.class_slots=3",

@@ -146,9 +146,9 @@ pub fn report(size: usize, batch_size: usize, micro_batch: usize, evaluating_vol
     if evaluating_volumes {
         let _ = write!(
             text,
-            " while evaluating whole volumes (sliding window; the batch size does not matter here). \
-             Each volume is held at data.source.spacing: a coarser spacing or smaller data.source.dims \
-             makes them smaller"
+            " while evaluating whole volumes (sliding windows in batches of the batch size, at least 4). \
+             Use a smaller --batch-size, or smaller volumes: a coarser data.source.spacing or smaller \
+             data.source.dims"
         );
     } else if batch_size > 0 {
         let smaller = (batch_size / 2).max(1);
@@ -209,7 +209,10 @@ mod tests {
             t.contains("evaluating whole volumes") && t.contains("data.source.spacing"),
             "{t}"
         );
-        assert!(!t.contains("--batch-size"), "{t}");
+        assert!(
+            !t.contains("micro_batch_size"),
+            "no gradient accumulation in evaluation: {t}"
+        );
         assert!(t.ends_with("(continue with --resume).\n"), "not cut short: {t}");
         drop(guard);
         assert!(!EVALUATING_VOLUMES.load(Ordering::Relaxed));

@@ -65,8 +65,8 @@ fn fill(pattern: &str, shots: usize, seed: u64) -> String {
 }
 
 /// Check every data set's list patterns before any cell trains: placeholders other than
-/// `{shots}` and `{seed}`, a pattern without one the grid varies (every cell would train
-/// on the same list), and lists that do not exist, all named at once.
+/// `{shots}` and `{seed}`, a training pattern without one the grid varies (every cell
+/// would train on the same list), and lists that do not exist, all named at once.
 fn check_lists(sweep: &Sweep, base: &Path, file: &Path) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     for data in &sweep.datasets {
@@ -83,11 +83,12 @@ fn check_lists(sweep: &Sweep, base: &Path, file: &Path) -> anyhow::Result<()> {
                     data.name
                 );
             }
+            // One validation list for every cell is an ordinary set-up; one training list is not.
             for (placeholder, varies) in [
                 ("{shots}", sweep.shots.len() > 1),
                 ("{seed}", sweep.seeds.len() > 1),
             ] {
-                if varies && !pattern.contains(placeholder) {
+                if key == "train_list" && varies && !pattern.contains(placeholder) {
                     anyhow::bail!(
                         "{}: dataset {:?} {key} = {pattern:?} has no {placeholder}, so every cell would train on the same list",
                         file.display(),

@@ -103,19 +103,54 @@ fn from_dynamic(img: DynamicImage) -> Image {
 /// decompression bomb that would take gigabytes as `f32` planes).
 pub const MAX_PIXELS: u64 = 100_000_000;
 
-/// A JPEG whose data ends before the end-of-image marker that follows its last scan:
-/// the decoder fills the missing part with grey and succeeds, so it is caught here.
+/// A JPEG whose data ends before its end-of-image marker: the decoder fills the missing
+/// part with grey and succeeds, so it is caught here. The marker segments are walked
+/// from the start (a thumbnail inside an APP segment is skipped whole) and each scan's
+/// entropy-coded data is read to the marker after it; what follows the end-of-image
+/// marker (a phone's appended video, say) is not looked at. A stream that stops making
+/// sense is left to the decoder.
 fn is_truncated_jpeg(bytes: &[u8]) -> bool {
     if !bytes.starts_with(&[0xFF, 0xD8]) {
         return false;
     }
-    // Entropy-coded data escapes 0xFF, so these markers appear only as markers.
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    let end = bytes.windows(2).rposition(|w| w == [0xFF, 0xD9]);
-    match (last_scan, end) {
-        (Some(scan), Some(end)) => end < scan,
-        (Some(_), None) => true,
-        (None, _) => false, // no scan at all: the decoder reports it
+    let mut at = 2;
+    loop {
+        // A marker: 0xFF (fill bytes allowed), then its code.
+        if at >= bytes.len() {
+            return true;
+        }
+        if bytes[at] != 0xFF {
+            return false;
+        }
+        while at < bytes.len() && bytes[at] == 0xFF {
+            at += 1;
+        }
+        let Some(&code) = bytes.get(at) else {
+            return true;
+        };
+        at += 1;
+        match code {
+            0xD9 => return false,           // end of image
+            0x01 | 0xD0..=0xD7 => continue, // no length
+            _ => {}
+        }
+        let Some(length) = bytes
+            .get(at..at + 2)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+        else {
+            return true;
+        };
+        at += length;
+        if code == 0xDA {
+            // Entropy-coded data: 0xFF is escaped as FF 00, restart markers sit inside.
+            loop {
+                match bytes.get(at..at + 2) {
+                    None => return true,
+                    Some([0xFF, next]) if *next != 0x00 && !(0xD0..=0xD7).contains(next) => break,
+                    _ => at += 1,
+                }
+            }
+        }
     }
 }
 

@@ -420,6 +420,29 @@ fn truncated_jpegs_and_decompression_bombs_are_refused() {
         let e = decode_file(&cut).unwrap_err().to_string();
         assert!(e.contains("cut.jpg") && e.contains("truncated"), "{keep}: {e}");
     }
+    // Complete files with markers elsewhere are not truncated: bytes after the end of
+    // the image (a phone's appended video, here a start-of-scan pair), and a thumbnail
+    // (a whole JPEG, with its own end marker) inside an APP1 segment.
+    let mut trailing = jpeg.clone();
+    trailing.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 2, 3]);
+    assert_eq!(
+        decode_file(&dir.write("trailing.jpg", &trailing)).unwrap().width,
+        64
+    );
+    let mut thumb = Vec::new();
+    image::RgbImage::from_pixel(8, 8, image::Rgb([9, 99, 199]))
+        .write_to(&mut std::io::Cursor::new(&mut thumb), image::ImageFormat::Jpeg)
+        .unwrap();
+    let mut with_thumb = vec![0xFF, 0xD8, 0xFF, 0xE1];
+    with_thumb.extend_from_slice(&((thumb.len() + 2) as u16).to_be_bytes());
+    with_thumb.extend_from_slice(&thumb);
+    with_thumb.extend_from_slice(&jpeg[2..]);
+    assert_eq!(
+        decode_file(&dir.write("thumb.jpg", &with_thumb)).unwrap().width,
+        64
+    );
+    let cut = dir.write("thumb_cut.jpg", &with_thumb[..with_thumb.len() - 40]);
+    assert!(decode_file(&cut).unwrap_err().to_string().contains("truncated"));
     // The start of a zlib stream is all the size check reads.
     let bomb = dir.write(
         "bomb.png",

@@ -145,14 +145,26 @@ pub fn pretrain(
     let (mut start_epoch, mut step) = (0, 0);
     if let Some(dir) = &resume_from {
         // The optimizer steps the student only; the teacher comes back beside it.
+        // A checkpoint of this run must fit whole: a prompt or head left at its
+        // initialisation would not be a resume.
+        let exact = |model: &Punet, file: &Path| -> Result<Punet, TrainError> {
+            let (loaded, notes) =
+                load_punet_weights(model.clone(), file).map_err(|e| TrainError::run(file, e))?;
+            if notes.is_empty() {
+                Ok(loaded)
+            } else {
+                Err(TrainError::run(
+                    file,
+                    format!(
+                        "does not fit this config's model ({}): resume with the settings the run was started with",
+                        notes.join("; ")
+                    ),
+                ))
+            }
+        };
         let (resumed, state, restored) = checkpoint::load_with(dir, optim, |file| {
-            let loaded = load_punet_weights(student.clone(), file)
-                .map_err(|e| TrainError::run(file, e))?
-                .0;
-            let teacher_file = file.with_file_name("teacher.safetensors");
-            teacher = load_punet_weights(teacher.clone(), &teacher_file)
-                .map_err(|e| TrainError::run(&teacher_file, e))?
-                .0;
+            let loaded = exact(&student, file)?;
+            teacher = exact(&teacher, &file.with_file_name("teacher.safetensors"))?;
             Ok(loaded)
         })?;
         student = resumed;

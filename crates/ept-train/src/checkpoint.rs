@@ -80,7 +80,18 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<(Option<PathBuf>,
             "--resume given, but there is no such run folder (check output.dir)",
         ));
     }
-    if run_dir.join("config.toml").exists() && !checkpoints_dir(run_dir).is_dir() {
+    let finished = ["method.safetensors", "body.safetensors"]
+        .iter()
+        .any(|f| run_dir.join(f).is_file());
+    if finished && !resume {
+        return Err(TrainError::run(
+            run_dir,
+            "holds a finished run; choose another output.dir (or, to train it further, raise \
+             train.epochs and pass --resume)",
+        ));
+    }
+    let is_run = checkpoints_dir(run_dir).is_dir() || run_dir.join("metrics.jsonl").is_file();
+    if run_dir.join("config.toml").exists() && !is_run {
         return Err(TrainError::run(
             run_dir,
             "holds a config.toml but is not a run folder (a run writes its own config.toml \
@@ -100,16 +111,6 @@ pub fn prepare_run_dir(run_dir: &Path, resume: bool) -> Result<(Option<PathBuf>,
             run_dir,
             "--resume given, but the run folder has no checkpoint",
         )),
-        (Some(_), false)
-            if ["method.safetensors", "body.safetensors"]
-                .iter()
-                .any(|f| run_dir.join(f).is_file()) =>
-        {
-            Err(TrainError::run(
-                run_dir,
-                "holds a finished run; choose another output.dir (eval, predict and export take the run as it is)",
-            ))
-        }
         (Some(_), false) => Err(TrainError::run(
             run_dir,
             "already holds a checkpoint; pass --resume to continue it, or choose another output.dir",
@@ -416,6 +417,15 @@ mod tests {
             std::fs::read_to_string(mine.join("config.toml")).unwrap(),
             "# my settings\n"
         );
+
+        // A finished run stays finished even with its checkpoints deleted to save space.
+        let done = root.join("done");
+        std::fs::create_dir_all(&done).unwrap();
+        for file in ["config.toml", "metrics.jsonl", "method.safetensors"] {
+            std::fs::write(done.join(file), "").unwrap();
+        }
+        let error = prepare_run_dir(&done, false).unwrap_err().to_string();
+        assert!(error.contains("holds a finished run"), "{error}");
         std::fs::remove_dir_all(&root).unwrap();
     }
 

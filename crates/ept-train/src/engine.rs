@@ -317,12 +317,15 @@ pub fn check_split(
 fn mid_run(error: TrainError, run_dir: &std::path::Path) -> TrainError {
     match error {
         TrainError::Data(data @ (ept_data::DataError::Decode { .. } | ept_data::DataError::Io { .. })) => {
+            // Every image is read in the first epoch, before its checkpoint.
+            let then = if checkpoint::latest(run_dir).is_some() {
+                "continue with --resume (the last checkpoint is intact)"
+            } else {
+                "run the same command again without --resume (no checkpoint was written yet)"
+            };
             TrainError::run(
                 run_dir,
-                format!(
-                    "stopped: {data}. Fix the file or remove it from its list, then continue with \
-                     --resume (the last checkpoint saved before this, if any, is intact)"
-                ),
+                format!("stopped: {data}. Fix the file or remove it from its list, then {then}"),
             )
         }
         other => other,

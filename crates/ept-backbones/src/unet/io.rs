@@ -97,7 +97,7 @@ pub fn load_punet_weights(mut punet: Punet, path: &Path) -> Result<(Punet, Vec<S
     let fresh = result.missing.iter().filter(|(n, _)| !is_body(n)).count() + result.errors.len();
     if fresh > 0 {
         notes.push(format!(
-            "{fresh} head/prompt tensors not in {} start from their initialisation",
+            "{fresh} head/prompt tensors absent from {} or of another shape there start from their initialisation",
             path.display()
         ));
     }

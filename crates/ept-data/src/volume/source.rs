@@ -72,7 +72,7 @@ pub fn read_volume_list(csv: &Path) -> Result<Vec<VolumeEntry>, DataError> {
         ));
     }
     let mut out = Vec::with_capacity(rows.len());
-    // Each file by what it is (another spelling of a path is the same file) → its line.
+    // Each image by what it is (another spelling of a path is the same file) → its line.
     let mut listed: std::collections::HashMap<PathBuf, usize> = std::collections::HashMap::new();
     for (line, text) in rows {
         let err = |p| DataError::line(csv, *line, p);
@@ -95,15 +95,19 @@ pub fn read_volume_list(csv: &Path) -> Result<Vec<VolumeEntry>, DataError> {
             }) {
                 return Err(err(problem));
             }
-            let file = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if let Some(&first_line) = listed.get(&file) {
-                return Err(err(LineProblem::Repeated {
-                    column,
-                    path,
-                    first_line,
-                }));
+            // An image twice would let one volume into two splits; a label map may be
+            // shared (one empty mask for every negative case).
+            if column == "image" {
+                let file = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                if let Some(&first_line) = listed.get(&file) {
+                    return Err(err(LineProblem::Repeated {
+                        column,
+                        path,
+                        first_line,
+                    }));
+                }
+                listed.insert(file, *line);
             }
-            listed.insert(file, *line);
             *slot = path;
         }
         let [image, label] = paths;
