@@ -12,6 +12,7 @@ pub mod device;
 pub mod fs;
 pub mod memory;
 pub mod precision;
+pub mod progress;
 pub mod resample;
 pub mod rng;
 pub mod runtime;

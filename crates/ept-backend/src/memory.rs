@@ -184,6 +184,9 @@ fn out_of_memory(size: usize) -> ! {
         EVALUATING_VOLUMES.load(Ordering::Relaxed),
     );
     // Unbuffered stderr: writing does not allocate.
+    if crate::progress::is_open() {
+        let _ = std::io::stderr().write_all(b"\n");
+    }
     let _ = std::io::stderr().write_all(text.as_bytes());
     unsafe extern "C" {
         fn _exit(status: i32) -> !;

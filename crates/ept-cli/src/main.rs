@@ -109,6 +109,7 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            ept_backend::progress::end_line();
             eprintln!("error: {}", describe(&error));
             ExitCode::FAILURE
         }

@@ -352,20 +352,18 @@ pub fn pretrain(
                 json!({"event": "step", "epoch": epoch, "step": step, "loss": values[0], "seg": values[1], "cpa": values[2]}),
             )?;
             if !options.quiet {
-                eprint!(
-                    "\repoch {}/{} step {}/{steps_per_epoch} loss {:.4} (seg {:.4}, cpa {:.4})   ",
+                ept_backend::progress::show(&format!(
+                    "epoch {}/{} step {}/{steps_per_epoch} loss {:.4} (seg {:.4}, cpa {:.4})   ",
                     epoch + 1,
                     config.train.epochs,
                     i + 1,
                     values[0],
                     values[1],
                     values[2]
-                );
+                ));
             }
         }
-        if !options.quiet {
-            eprintln!();
-        }
+        ept_backend::progress::end_line();
         let means = sums.map(|s| s / steps_per_epoch.max(1) as f64);
         if epoch == start_epoch {
             first = means;

@@ -212,23 +212,21 @@ impl EpochMeter {
             let elapsed = self.started.elapsed().as_secs_f64();
             let rate = (self.done * self.batch) as f64 / elapsed;
             let eta = self.steps.saturating_sub(self.done) as f64 * elapsed / self.done as f64;
-            eprint!(
-                "\repoch {}/{} step {}/{} loss {loss:.4} lr {lr:.2e} {rate:.1} {}/s eta {eta:.0}s   ",
+            ept_backend::progress::show(&format!(
+                "epoch {}/{} step {}/{} loss {loss:.4} lr {lr:.2e} {rate:.1} {}/s eta {eta:.0}s   ",
                 self.epoch + 1,
                 self.epochs,
                 self.done,
                 self.steps,
                 self.unit
-            );
+            ));
         }
         Ok(())
     }
 
     /// End the progress line (call before evaluation prints anything).
     pub(crate) fn end_line(&self) {
-        if !self.quiet {
-            eprintln!();
-        }
+        ept_backend::progress::end_line();
     }
 
     /// The epoch's closing `epoch` record: mean loss over its steps and seconds since
