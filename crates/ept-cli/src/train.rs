@@ -247,42 +247,56 @@ fn eval_options() -> ept_data::LoaderOptions {
 pub fn predict(args: &PredictArgs, device: &DeviceSpec) -> anyhow::Result<()> {
     let (config, model, task, size) = load_run(&args.run, device)?;
     let classes = model.head.num_classes();
-    // Every image is checked first: one that cannot be read is reported with the
-    // others, and does not cost the rows of the readable ones.
+    // Folders and missing files are known without decoding. An image that does not
+    // decode stops the loader; then each image is run alone, so that one unreadable
+    // file does not cost the readable ones their rows (decoding twice only then).
     let mut unreadable = Vec::new();
     let mut samples: Vec<Sample> = Vec::new();
     for path in &args.images {
-        let problem = if path.is_dir() {
-            Some("is a folder, not an image file".to_string())
+        if path.is_dir() {
+            unreadable.push(format!("{}: is a folder, not an image file", path.display()));
         } else if !path.is_file() {
-            Some("does not exist".to_string())
+            unreadable.push(format!("{}: does not exist", path.display()));
         } else {
-            ept_data::image::decode_file(path).err().map(|e| e.to_string())
-        };
-        match problem {
-            Some(why) if why.contains(&path.display().to_string()) => unreadable.push(why),
-            Some(why) => unreadable.push(format!("{}: {why}", path.display())),
-            None => samples.push(Sample {
+            samples.push(Sample {
                 path: path.clone(),
                 id: path.display().to_string(),
                 target: Target::Single(0),
                 group: None,
-            }),
+            });
         }
-    }
-    if samples.is_empty() {
-        anyhow::bail!("no image could be read:\n  {}", unreadable.join("\n  "));
     }
     let (_, eval_pipeline) = pipelines(config.data.pipeline, size);
-    let loader = ept_data::Loader::new(samples.clone(), classes, eval_pipeline, eval_options())?;
-    let mut rows = Vec::new();
-    for batch in loader.epoch(0) {
-        let batch = batch?.into_device(&device.device());
-        let probs = probabilities(model.forward(batch.images), task).into_data();
-        let values = probs.try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        for (row, index) in values.chunks(classes).zip(batch.indices) {
-            rows.push((samples[index].path.display().to_string(), row.to_vec()));
+    // The class probabilities of `samples`, in their order.
+    let probabilities_of = |samples: &[Sample]| -> anyhow::Result<Vec<Vec<f32>>> {
+        let loader = ept_data::Loader::new(samples.to_vec(), classes, eval_pipeline.clone(), eval_options())?;
+        let mut rows = vec![Vec::new(); samples.len()];
+        for batch in loader.epoch(0) {
+            let batch = batch?.into_device(&device.device());
+            let probs = probabilities(model.forward(batch.images), task).into_data();
+            let values = probs.try_to_vec::<f32>().map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            for (row, index) in values.chunks(classes).zip(batch.indices) {
+                rows[index] = row.to_vec();
+            }
         }
+        Ok(rows)
+    };
+    let name = |sample: &Sample| sample.path.display().to_string();
+    let rows: Vec<(String, Vec<f32>)> = match probabilities_of(&samples) {
+        Ok(all) => samples.iter().map(name).zip(all).collect(),
+        Err(_) => {
+            let mut rows = Vec::new();
+            for sample in &samples {
+                match probabilities_of(std::slice::from_ref(sample)) {
+                    Ok(mut one) => rows.push((name(sample), one.remove(0))),
+                    Err(error) => unreadable.push(error.to_string()),
+                }
+            }
+            rows
+        }
+    };
+    if rows.is_empty() {
+        anyhow::bail!("no image could be read:\n  {}", unreadable.join("\n  "));
     }
     if args.format == "json" {
         let json: Vec<_> = rows

@@ -160,12 +160,12 @@ pub fn decode_bytes(bytes: &[u8], origin: &Path) -> Result<Image, DataError> {
         path: origin.to_path_buf(),
         message,
     };
-    let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(bytes))
-            .with_guessed_format()
-            .map_err(|e| fail(e.to_string()))
-    };
-    let (width, height) = reader()?.into_dimensions().map_err(|e| fail(e.to_string()))?;
+    let decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| fail(e.to_string()))?
+        .into_decoder()
+        .map_err(|e| fail(e.to_string()))?;
+    let (width, height) = image::ImageDecoder::dimensions(&decoder);
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(fail(format!(
             "the image is {width} × {height} pixels, more than the {} million the loader takes \
@@ -178,7 +178,7 @@ pub fn decode_bytes(bytes: &[u8], origin: &Path) -> Result<Image, DataError> {
             "truncated: the JPEG data ends before its end-of-image marker".into(),
         ));
     }
-    let img = reader()?.decode().map_err(|e| fail(e.to_string()))?;
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| fail(e.to_string()))?;
     let out = from_dynamic(img);
     if out.data.is_empty() {
         return Err(DataError::Decode {

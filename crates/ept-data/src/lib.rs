@@ -35,6 +35,7 @@ pub use fewshot::{FewShot, FewShotSpec, FractionSpec, MultiLabelPolicy, sample_f
 pub use format::{LabelSyntax, ListFormat, ListKind};
 pub use grouping::Grouping;
 pub use image::{Image, decode_bytes, decode_file};
+pub use list::first_repeat;
 pub use loader::{Batch, BatchTargets, HostBatch, Loader, LoaderOptions, sample_rng};
 pub use sample::{Sample, Target, Task};
 pub use sample_cmd::{SampleOptions, SampleSummary, SeedList, Shots};

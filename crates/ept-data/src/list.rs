@@ -83,6 +83,14 @@ pub(crate) fn write_atomic(path: &Path, text: &str) -> Result<(), DataError> {
     ept_backend::fs::write_atomic(path, text.as_bytes()).map_err(|e| DataError::io(path, e))
 }
 
+/// The first item of `items` that an earlier one equals (a class named twice, say).
+pub fn first_repeat<T: PartialEq>(items: &[T]) -> Option<&T> {
+    items
+        .iter()
+        .enumerate()
+        .find_map(|(i, item)| items[..i].contains(item).then_some(item))
+}
+
 /// Render samples as list text, one line each, in the given order.
 pub fn render_list<'a>(
     samples: impl IntoIterator<Item = &'a Sample>,

@@ -172,11 +172,7 @@ impl PretrainConfig {
         if base.is_empty() {
             return Err(TrainError::config(path, "cpa.base_classes is empty"));
         }
-        if let Some(twice) = base
-            .iter()
-            .enumerate()
-            .find_map(|(i, c)| base[..i].contains(c).then_some(c))
-        {
+        if let Some(twice) = ept_data::first_repeat(base) {
             return Err(TrainError::config(
                 path,
                 format!("cpa.base_classes names class {twice} twice"),

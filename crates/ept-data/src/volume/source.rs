@@ -266,11 +266,7 @@ impl VolumeSource {
                 "{from}: need at least 2 class names (background first), got {names:?}"
             )));
         }
-        if let Some(twice) = names
-            .iter()
-            .enumerate()
-            .find_map(|(i, n)| names[..i].contains(n).then_some(n))
-        {
+        if let Some(twice) = crate::list::first_repeat(&names) {
             return Err(DataError::Invalid(format!(
                 "data.source: class name {twice:?} is given twice"
             )));

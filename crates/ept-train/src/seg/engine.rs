@@ -49,11 +49,7 @@ fn run_classes(config: &SegRunConfig, set: &VolumeSet) -> Result<Vec<usize>, Tra
     if classes.is_empty() {
         return Err(TrainError::config(&config.config_file, "data.classes is empty"));
     }
-    if let Some(twice) = classes
-        .iter()
-        .enumerate()
-        .find_map(|(i, c)| classes[..i].contains(c).then_some(c))
-    {
+    if let Some(twice) = ept_data::first_repeat(&classes) {
         return Err(TrainError::config(
             &config.config_file,
             format!("data.classes names class {twice} twice"),
